@@ -1,0 +1,294 @@
+"""Lock a generated project against its CPU index, without ever harming the project.
+
+Copier runs this after `copier copy` (as a task) and after `copier update` (as a
+migration, with --after-update). It uses only the standard library, because it runs
+under whichever Python runs Copier.
+
+Whatever happens (uv missing, index down, a conflict, Ctrl-C), the project is kept,
+`uv.lock` is either the previous one, absent, or a complete new lock, and the message
+says what failed and what to run next. Set ML_TEMPLATE_STRICT=1 to exit non-zero on
+failure (for CI). ML_TEMPLATE_LOCK_TIMEOUT sets the seconds uv may take (default 900).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+PREFIX = "[ml-container-template]"
+CONFLICT_MARKERS = ("<<<<<<< ", "=======", ">>>>>>> ")
+UV_INSTALL_URL = "https://docs.astral.sh/uv/getting-started/installation/"
+
+
+@dataclass
+class Failure:
+    """Why locking failed, in words for the user, and what to run once it is fixed."""
+
+    reason: str
+    detail: str = ""
+    next_step: str = "uv lock"
+
+
+def say(*lines: str) -> None:
+    for line in lines:
+        print(f"{PREFIX} {line}" if line else "", flush=True)
+
+
+def strict() -> bool:
+    return os.environ.get("ML_TEMPLATE_STRICT", "") not in ("", "0", "false", "no")
+
+
+def log_run(project: Path, mode: str) -> None:
+    """Append one line per run to ML_TEMPLATE_HOOK_LOG, so runs can be counted."""
+    log = os.environ.get("ML_TEMPLATE_HOOK_LOG")
+    if log:
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write(f"{mode} {project.resolve()}\n")
+
+
+def find_uv() -> str | None:
+    """uv on PATH, or the uv that launched Copier (uv exports its own path as UV)."""
+    launched_by = os.environ.get("UV")
+    if launched_by and os.access(launched_by, os.X_OK) and Path(launched_by).name.startswith("uv"):
+        return launched_by
+    return shutil.which("uv")
+
+
+def has_conflict_markers(path: Path) -> bool:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return any(line.startswith(CONFLICT_MARKERS) for line in text.splitlines())
+
+
+def is_complete_lock(path: Path) -> bool:
+    """A lock uv can read: TOML with a version and at least the project's own package."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: fall back to a structural check
+        text = path.read_text(encoding="utf-8", errors="replace")
+        return text.startswith("version = ") and "[[package]]" in text
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+    return "version" in data and bool(data.get("package"))
+
+
+class LockGuard:
+    """Remembers uv.lock as it was and puts it back unless the new one is committed."""
+
+    def __init__(self, lock: Path) -> None:
+        self.lock = lock
+        self.before = lock.read_bytes() if lock.exists() else None
+
+    def restore(self) -> None:
+        if self.before is None:
+            self.lock.unlink(missing_ok=True)
+            return
+        if self.lock.exists() and self.lock.read_bytes() == self.before:
+            return
+        # Write beside the lock, then rename: the lock is never half-written.
+        fd, temp = tempfile.mkstemp(prefix=".uv.lock.", dir=self.lock.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(self.before)
+            os.replace(temp, self.lock)
+        except OSError:
+            Path(temp).unlink(missing_ok=True)
+            raise
+
+
+def shorten(uv_output: str, limit: int = 8) -> str:
+    """uv's own message without progress noise, a few lines at most."""
+    noise = ("Using CPython", "Using Python", "Resolved ", "Updated ", "Added ", "Removed ")
+    kept = []
+    for line in uv_output.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith(noise):
+            continue
+        kept.append(stripped if len(stripped) <= 200 else stripped[:197] + "...")
+    if len(kept) > limit:
+        kept = kept[: limit - 1] + [f"... ({len(kept) - limit + 1} more lines)"]
+    return "\n".join(kept)
+
+
+NETWORK_SIGNS = (
+    "failed to fetch", "error sending request", "connection refused", "dns error",
+    "tcp connect error", "timed out", "timeout", "server error", "status code 5",
+    "503", "502", "504", "request failed after", "error decoding response body",
+    "connection closed", "connection reset", "failed to read from", "network",
+    "could not connect", "unexpected eof", "incomplete message",
+)
+
+
+def classify(uv_output: str, index_url: str) -> Failure:
+    """Name what went wrong from uv's message; a resolution conflict is never a network error."""
+    text = uv_output.lower()
+    detail = shorten(uv_output)
+    if "no solution found" in text or "unsatisfiable" in text:
+        if "not found in the package registry" in text or "was not found in the provided" in text:
+            return Failure(
+                f"a package is missing from an index (is torch served at {index_url}?)", detail
+            )
+        return Failure(
+            "the dependencies cannot be satisfied together (a conflict, not a network problem)",
+            detail,
+            "uv lock   (after changing the conflicting requirement in pyproject.toml)",
+        )
+    if "no interpreter found" in text or ("no python" in text and "found" in text):
+        return Failure(
+            "uv found no Python interpreter that satisfies requires-python",
+            detail,
+            "uv python install   (then: uv lock)",
+        )
+    if "permission denied" in text or "read-only file system" in text:
+        return Failure("uv.lock could not be written (permission denied)", detail)
+    if any(sign in text for sign in NETWORK_SIGNS):
+        return Failure("a package index could not be reached or answered with an error", detail)
+    return Failure("uv lock failed", detail)
+
+
+def index_url(project: Path) -> str:
+    """The CPU index URL from pyproject.toml, for messages; best effort."""
+    try:
+        for line in (project / "pyproject.toml").read_text(encoding="utf-8").splitlines():
+            if line.startswith("url = "):
+                return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "the CPU index"
+
+
+def run_uv_lock(uv: str, project: Path, timeout: float) -> Failure | None:
+    """Run `uv lock` in the project; None on success."""
+    try:
+        process = subprocess.Popen(
+            [uv, "lock"], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+    except OSError as error:
+        return Failure(f"uv could not be started ({error})", next_step="uv lock")
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop(process)
+        return Failure(
+            f"uv lock took longer than {timeout:g} s (a slow or stalled index?)",
+            next_step="uv lock   (or raise ML_TEMPLATE_LOCK_TIMEOUT)",
+        )
+    except KeyboardInterrupt:
+        stop(process)
+        raise
+    if process.returncode != 0:
+        return classify(output, index_url(project))
+    return None
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+
+
+def show_report(project: Path, uv: str) -> int:
+    """Print the project's own lock report; its exit status says whether the lock is CPU-only."""
+    report = project / "scripts" / "lock_report.py"
+    if not report.exists():
+        return 0
+    if sys.version_info >= (3, 11):
+        command = [sys.executable, str(report), "--project", str(project)]
+    else:  # tomllib arrived in 3.11; the project's own Python is at least that
+        command = [uv, "run", "--no-project", "--python", ">=3.11", "python", str(report),
+                   "--project", str(project)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    print(result.stdout, end="", flush=True)
+    if result.returncode not in (0, 1):
+        say("the lock report could not run:", shorten(result.stderr))
+    return result.returncode
+
+
+def lock(project: Path, after_update: bool) -> Failure | None:
+    """Lock the project; returns the failure to report, if any."""
+    pyproject, lockfile = project / "pyproject.toml", project / "uv.lock"
+    if not pyproject.exists():
+        return Failure(f"{pyproject} does not exist", next_step="copier recopy --trust")
+    if has_conflict_markers(pyproject):
+        return Failure(
+            "pyproject.toml has merge conflict markers from the update; resolve them first",
+            next_step="uv lock   (after resolving the conflicts in pyproject.toml)",
+        )
+    if after_update and has_conflict_markers(lockfile):
+        # The lock is derived data: rebuild it from pyproject.toml rather than merge it.
+        say("uv.lock had merge conflict markers; rebuilding it from pyproject.toml")
+        lockfile.unlink()
+    uv = find_uv()
+    if uv is None:
+        return Failure(
+            f"uv is not on PATH (install it: {UV_INSTALL_URL})",
+            next_step="uv lock   (once uv is installed)",
+        )
+    timeout = float(os.environ.get("ML_TEMPLATE_LOCK_TIMEOUT", "900"))
+    guard = LockGuard(lockfile)
+    say(f"locking against {index_url(project)} with {uv} ...")
+    try:
+        failure = run_uv_lock(uv, project, timeout)
+        if failure is None and not is_complete_lock(lockfile):
+            failure = Failure("uv lock finished but uv.lock is not a complete lock")
+    except KeyboardInterrupt:
+        # A second Ctrl-C must not stop the restore halfway.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        guard.restore()
+        return Failure("interrupted while locking")
+    except BaseException:
+        guard.restore()
+        raise
+    if failure is not None:
+        guard.restore()
+        return failure
+    if show_report(project, uv) == 1:
+        return Failure(
+            "the lock is not CPU-only (see the problems above)",
+            next_step="python scripts/lock_report.py   (after fixing pyproject.toml and running uv lock)",
+        )
+    return None
+
+
+def report_failure(project: Path, failure: Failure) -> None:
+    state = "uv.lock is absent" if not (project / "uv.lock").exists() else "uv.lock was left as it was"
+    lines = [f"could not lock the project: {failure.reason}"]
+    if failure.detail:
+        lines += ["uv said:"] + [f"    {line}" for line in failure.detail.splitlines()]
+    lines += [
+        f"Your project in {project} is kept and complete; {state}.",
+        f"Next, run:  cd {project} && {failure.next_step}",
+    ]
+    say(*lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--project", type=Path, default=Path.cwd(), help="project directory")
+    parser.add_argument("--after-update", action="store_true", help="run as the update migration")
+    args = parser.parse_args(argv)
+    project = args.project.resolve()
+    log_run(project, "update" if args.after_update else "copy")
+    failure = lock(project, args.after_update)
+    if failure is None:
+        return 0
+    report_failure(project, failure)
+    return 1 if strict() else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
