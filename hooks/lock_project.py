@@ -259,13 +259,14 @@ def lock(project: Path, after_update: bool) -> Failure | None:
     if show_report(project, uv) == 1:
         return Failure(
             "the lock is not CPU-only (see the problems above)",
-            next_step="python scripts/lock_report.py   (after fixing pyproject.toml and running uv lock)",
+            next_step="uv lock && python scripts/lock_report.py   (after fixing pyproject.toml)",
         )
     return None
 
 
 def report_failure(project: Path, failure: Failure) -> None:
-    state = "uv.lock is absent" if not (project / "uv.lock").exists() else "uv.lock was left as it was"
+    exists = (project / "uv.lock").exists()
+    state = "uv.lock was left as it was" if exists else "uv.lock is absent"
     lines = [f"could not lock the project: {failure.reason}"]
     if failure.detail:
         lines += ["uv said:"] + [f"    {line}" for line in failure.detail.splitlines()]

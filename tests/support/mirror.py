@@ -55,20 +55,16 @@ def _record_line(name: str, data: bytes) -> str:
     return f"{name},sha256={digest},{len(data)}"
 
 
-def build_synthetic_torch(folder: Path, version: str = TORCH_VERSION, tag: str = WHEEL_TAG) -> Path:
-    """Write a minimal importable `torch` wheel: CPU build, no CUDA, same tags as the real one."""
-    dist_info = f"torch-{version}.dist-info"
+def build_wheel(folder: Path, name: str, version: str, files: dict[str, bytes],
+                requires: tuple[str, ...] = (), tag: str = WHEEL_TAG) -> Path:
+    """Write a minimal wheel holding `files`, with the given name, version, tag and requirements."""
+    dist_info = f"{name}-{version}.dist-info"
+    requirement_lines = "".join(f"Requires-Dist: {req}\n" for req in requires)
     files = {
-        "torch/__init__.py": (
-            f'__version__ = "{version}"\n'
-            "from torch import cuda, version\n"
-        ).encode(),
-        "torch/version.py": f'__version__ = "{version}"\ncuda = None\n'.encode(),
-        "torch/cuda.py": b"def is_available():\n    return False\n",
+        **files,
         f"{dist_info}/METADATA": (
-            "Metadata-Version: 2.1\nName: torch\n"
-            f"Version: {version}\nRequires-Python: >=3.10\n"
-            "Requires-Dist: filelock\nRequires-Dist: typing-extensions>=4.10.0\n"
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+            f"Requires-Python: >=3.10\n{requirement_lines}"
         ).encode(),
         f"{dist_info}/WHEEL": (
             "Wheel-Version: 1.0\nGenerator: ml-container-template-tests\n"
@@ -76,13 +72,32 @@ def build_synthetic_torch(folder: Path, version: str = TORCH_VERSION, tag: str =
         ).encode(),
     }
     folder.mkdir(parents=True, exist_ok=True)
-    wheel = folder / f"torch-{version}-{tag}.whl"
+    wheel = folder / f"{name}-{version}-{tag}.whl"
     with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-        record = [_record_line(n, d) for n, d in files.items()] + [f"{dist_info}/RECORD,,"]
+        for path, data in files.items():
+            archive.writestr(path, data)
+        record = [_record_line(p, d) for p, d in files.items()] + [f"{dist_info}/RECORD,,"]
         archive.writestr(f"{dist_info}/RECORD", "\n".join(record) + "\n")
     return wheel
+
+
+def build_synthetic_torch(folder: Path, version: str = TORCH_VERSION) -> Path:
+    """A minimal importable CPU `torch`: no CUDA, same tags as the real wheel."""
+    files = {
+        "torch/__init__.py": (
+            f'__version__ = "{version}"\nfrom torch import cuda, version\n'.encode()
+        ),
+        "torch/version.py": f'__version__ = "{version}"\ncuda = None\n'.encode(),
+        "torch/cuda.py": b"def is_available():\n    return False\n",
+    }
+    return build_wheel(folder, "torch", version, files, ("filelock", "typing-extensions>=4.10.0"))
+
+
+def build_companion(folder: Path, name: str, version: str) -> Path:
+    """A synthetic torchvision or torchaudio `+cpu` wheel tied to our torch release."""
+    base = TORCH_VERSION.split("+")[0]
+    files = {f"{name}/__init__.py": f'__version__ = "{version}"\n'.encode()}
+    return build_wheel(folder, name, version, files, (f"torch=={base}",))
 
 
 def write_project_page(index_root: Path, project: str, wheels: list[Path]) -> None:
@@ -100,14 +115,21 @@ def write_project_page(index_root: Path, project: str, wheels: list[Path]) -> No
     )
 
 
-def build_mirror(root: Path, *, synthetic: bool | None = None) -> str:
-    """Create a PEP 503 index under `root` serving torch; return its `file://` URL.
+COMPANIONS = {"torchvision": "0.28.0+cpu", "torchaudio": "2.13.0+cpu"}
 
-    `synthetic=None` uses the real wheel when present; True forces the synthetic one.
+
+def build_mirror(root: Path, *, synthetic: bool | None = None) -> str:
+    """Create a PEP 503 index under `root` serving the torch family; return its `file://` URL.
+
+    `synthetic=None` uses the real torch wheel when present; True forces the synthetic one.
+    torchvision and torchaudio are always synthetic (only torch exists on disk).
     """
-    wheel = None if synthetic else real_torch_wheel()
-    if wheel is None:
-        wheel = build_synthetic_torch(root / "wheels")
+    wheels = root / "wheels"
+    torch = None if synthetic else real_torch_wheel()
+    if torch is None:
+        torch = build_synthetic_torch(wheels)
     index_root = root / "simple"
-    write_project_page(index_root, "torch", [wheel])
+    write_project_page(index_root, "torch", [torch])
+    for name, version in COMPANIONS.items():
+        write_project_page(index_root, name, [build_companion(wheels, name, version)])
     return index_root.resolve().as_uri()

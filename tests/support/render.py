@@ -1,0 +1,38 @@
+"""Render the template from this working tree with Copier's own API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from copier import run_copy
+
+ROOT = Path(__file__).resolve().parents[2]
+ANSWER_SETS: dict[str, dict] = yaml.safe_load((ROOT / "tests" / "answers.yml").read_text())
+CATALOGUE: dict = yaml.safe_load((ROOT / "catalogue.yml").read_text())
+DEFAULT_NAME = "Test Service"
+
+
+def answers_for(name: str, **overrides) -> dict:
+    """An answer set from tests/answers.yml, with a project name and any overrides."""
+    answers = {"project_name": DEFAULT_NAME, **ANSWER_SETS[name], **overrides}
+    return answers
+
+
+def render(dst: Path, answers: dict, *, tasks: bool = False) -> Path:
+    """Render into `dst` from HEAD of this repository (uncommitted edits included)."""
+    run_copy(
+        str(ROOT), dst, data=answers, defaults=True, unsafe=True, vcs_ref="HEAD",
+        skip_tasks=not tasks, quiet=True,
+    )
+    return dst
+
+
+def local_answers(mirror_url: str, **overrides) -> dict:
+    """What locks on this machine: Python 3.11, linux/amd64, the local CPU mirror."""
+    return {
+        "python_version": "3.11",
+        "lock_platforms": ["linux/amd64"],
+        "torch_index_url": mirror_url,
+        **overrides,
+    }

@@ -1,0 +1,478 @@
+"""Tests for template/scripts/lock_report.py against locks that `uv lock` really produced.
+
+The CPU index is a local PEP 503 mirror (tests/support/mirror.py); the "plain PyPI" case
+resolves torch from PyPI, which brings in the CUDA wheels the report must flag.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+if str(TESTS) not in sys.path:  # tests/ is not a package; make `support` importable anyway
+    sys.path.insert(0, str(TESTS))
+
+from support.mirror import build_mirror  # noqa: E402
+
+SCRIPT = TESTS.parent / "template" / "scripts" / "lock_report.py"
+AMD64 = "sys_platform == 'linux' and platform_machine == 'x86_64'"
+ARM64 = "sys_platform == 'linux' and platform_machine == 'aarch64'"
+ML_DEPS = ["torch==2.13.*", "sentence-transformers>=5"]
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("lock_report", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["lock_report"] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+lock_report = _load_script()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def write_pyproject(folder: Path, name: str, deps: list[str], *, index_url: str | None = None,
+                    environments: list[str] | None = None,
+                    requires_python: str = ">=3.11,<3.12") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "[project]",
+        f'name = "{name}"',
+        'version = "0.1.0"',
+        f'requires-python = "{requires_python}"',
+        f"dependencies = {json.dumps(deps)}",
+    ]
+    if index_url:
+        lines += [
+            "[[tool.uv.index]]",
+            'name = "pytorch-cpu"',
+            f'url = "{index_url}"',
+            "explicit = true",
+            "[tool.uv.sources]",
+            'torch = { index = "pytorch-cpu" }',
+        ]
+    if environments:
+        lines += ["[tool.uv]", f"environments = {json.dumps(environments)}"]
+    (folder / "pyproject.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+def uv_lock(folder: Path) -> Path:
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not on PATH")
+    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+    result = subprocess.run([uv, "lock"], cwd=folder, env=env, capture_output=True, text=True,
+                            timeout=600, check=False)
+    assert result.returncode == 0, f"uv lock failed in {folder}:\n{result.stderr}"
+    return folder
+
+
+def run_script(project: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), "--project", str(project), *args],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def locked_package(project: Path, name: str) -> dict:
+    lock = tomllib.loads((project / "uv.lock").read_text(encoding="utf-8"))
+    matches = [p for p in lock["package"] if p["name"] == name]
+    assert len(matches) == 1, f"expected one {name} in the lock, found {len(matches)}"
+    return matches[0]
+
+
+def copy_project(source: Path, destination: Path) -> Path:
+    destination.mkdir(parents=True)
+    for name in ("pyproject.toml", "uv.lock"):
+        shutil.copy2(source / name, destination / name)
+    return destination
+
+
+def problem_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("problem:")]
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def mirror_url(tmp_path_factory) -> str:
+    return build_mirror(tmp_path_factory.mktemp("mirror"))
+
+
+@pytest.fixture(scope="module")
+def cpu_project(tmp_path_factory, mirror_url) -> Path:
+    folder = tmp_path_factory.mktemp("cpu") / "p1"
+    write_pyproject(folder, "p1", ML_DEPS, index_url=mirror_url, environments=[AMD64])
+    return uv_lock(folder)
+
+
+@pytest.fixture(scope="module")
+def pypi_project(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("pypi") / "p2"
+    write_pyproject(folder, "p2", ML_DEPS, environments=[AMD64, ARM64])
+    return uv_lock(folder)
+
+
+@pytest.fixture(scope="module")
+def forked_project(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("fork") / "p3"
+    write_pyproject(
+        folder, "p3",
+        [
+            "numpy<2; platform_machine == 'aarch64'",
+            "numpy>=2; platform_machine == 'x86_64'",
+            "requests[socks]",
+            "colorama; sys_platform == 'win32'",
+            "tomli; python_version < '3.12'",
+        ],
+        environments=[AMD64, ARM64], requires_python=">=3.11",
+    )
+    with (folder / "pyproject.toml").open("a", encoding="utf-8") as handle:
+        handle.write('[dependency-groups]\ndev = ["pytest"]\n')
+    return uv_lock(folder)
+
+
+@pytest.fixture
+def synthetic_project(tmp_path) -> tuple[Path, Path]:
+    """A torch-only project on a mirror with a throwaway wheel, referenced by a relative
+    index URL (so uv records the wheel path relative to the index). Returns (project, wheel)."""
+    build_mirror(tmp_path / "mirror", synthetic=True)
+    folder = write_pyproject(tmp_path / "proj", "p4", ["torch==2.13.*"],
+                             index_url="../mirror/simple", environments=[AMD64])
+    uv_lock(folder)
+    wheels = list((tmp_path / "mirror" / "wheels").glob("torch-*.whl"))
+    assert len(wheels) == 1
+    return folder, wheels[0]
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_cpu_lock_reports_clean_footprint(cpu_project):
+    result = run_script(cpu_project)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert problem_lines(result.stdout) == []
+    assert "linux/amd64" in result.stdout and "(cpu index)" in result.stdout
+
+    report = lock_report.load_report(cpu_project)
+    assert report["python"] == "3.11"
+    assert list(report["platforms"]) == ["linux/amd64"]  # from [tool.uv] environments
+    amd64 = report["platforms"]["linux/amd64"]
+    assert amd64["gpu_packages"] == []
+    torch = amd64["torch"]
+    assert (torch["version"], torch["local"], torch["from_cpu_index"]) == ("2.13.0+cpu", "cpu",
+                                                                            True)
+    assert torch["source"] == locked_package(cpu_project, "torch")["source"]["registry"]
+    assert amd64["unknown_size"] == []
+    # The project itself is not counted; sentence-transformers and torch are.
+    lock = tomllib.loads((cpu_project / "uv.lock").read_text(encoding="utf-8"))
+    assert amd64["packages"] == len(lock["package"]) - 1
+
+
+def test_cpu_torch_size_comes_from_the_local_wheel(cpu_project):
+    torch = locked_package(cpu_project, "torch")
+    (wheel,) = torch["wheels"]
+    assert "size" not in wheel, "a local index should record no size; the test premise broke"
+    wheel_bytes = Path(wheel["path"]).stat().st_size
+
+    amd64 = lock_report.load_report(cpu_project)["platforms"]["linux/amd64"]
+    others = amd64["download_bytes"] - wheel_bytes
+    assert others > 0  # PyPI packages carry `size` in the lock and are counted too
+    target = lock_report.Target("linux/amd64", (3, 11), "3.11.0")
+    assert lock_report.package_size(torch, target, cpu_project) == wheel_bytes
+
+
+def test_pypi_torch_is_flagged(pypi_project):
+    result = run_script(pypi_project)
+    assert result.returncode == 1, result.stdout + result.stderr
+    problems = problem_lines(result.stdout)
+    assert any("GPU packages" in line and "nvidia-" in line for line in problems)
+    assert any("torch 2.13.0 comes from https://pypi.org/simple" in line for line in problems)
+
+    report = lock_report.load_report(pypi_project)
+    assert list(report["platforms"]) == ["linux/amd64", "linux/arm64"]
+    assert report["ok"] is False
+    amd64 = report["platforms"]["linux/amd64"]
+    assert "triton" in amd64["gpu_packages"]
+    assert any(name.startswith("nvidia-") for name in amd64["gpu_packages"])
+    assert amd64["torch"]["from_cpu_index"] is False
+    assert amd64["torch"]["local"] is None
+    assert amd64["unknown_size"] == []
+    # CUDA wheels are gigabytes; the CPU footprint test above is a few hundred MB at most.
+    assert amd64["download_bytes"] > 1_000_000_000
+
+
+def test_json_output_parses(cpu_project):
+    result = run_script(cpu_project, "--json", "--platform", "linux/amd64")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is True and report["problems"] == []
+    assert report["python"] == "3.11"
+    amd64 = report["platforms"]["linux/amd64"]
+    assert set(amd64) >= {"packages", "gpu_packages", "torch", "download_bytes", "unknown_size"}
+    assert amd64["torch"]["from_cpu_index"] is True
+    assert amd64 == lock_report.load_report(cpu_project)["platforms"]["linux/amd64"]
+
+
+def test_platform_outside_the_lock_is_a_problem(cpu_project):
+    result = run_script(cpu_project, "--platform", "linux/arm64")
+    assert result.returncode == 1
+    assert any("not solved for this platform" in line for line in problem_lines(result.stdout))
+
+
+@pytest.mark.parametrize(
+    ("pin", "status"),
+    [
+        ("pytorch-cpu=2.12", 1),
+        ("conda-forge::pytorch-cpu==2.12.1", 1),
+        ("pytorch-cpu=2.13", 0),
+        ("pytorch-cpu=2.13.*", 0),
+        ("pytorch-cpu>=2.13,<2.14", 0),
+        ("pytorch-cpu  # unpinned: nothing to compare", 0),
+    ],
+)
+def test_environment_yml_pin_must_match_lock(cpu_project, tmp_path, pin, status):
+    project = copy_project(cpu_project, tmp_path / "proj")
+    (project / "environment.yml").write_text(
+        "name: demo\nchannels:\n  - conda-forge\ndependencies:\n"
+        f"  - python=3.11\n  - {pin}\n  - pip\n  - pip:\n    - pytorch-cpu==9.9\n",
+        encoding="utf-8",
+    )
+    result = run_script(project)
+    assert result.returncode == status, result.stdout + result.stderr
+    problems = problem_lines(result.stdout)
+    if status:
+        assert problems == [
+            "problem: linux/amd64: environment.yml pins pytorch-cpu=2.12 but uv.lock has "
+            "torch 2.13.0+cpu"
+        ]
+    else:
+        assert problems == []
+
+
+def test_missing_lock_exits_2(tmp_path):
+    project = write_pyproject(tmp_path / "proj", "p5", ["torch"])
+    result = run_script(project)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "uv.lock" in result.stderr and "uv lock" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_missing_pyproject_exits_2(tmp_path):
+    result = run_script(tmp_path)
+    assert result.returncode == 2
+    assert "pyproject.toml" in result.stderr
+
+
+def test_unparsable_lock_exits_2(tmp_path):
+    project = write_pyproject(tmp_path / "proj", "p6", ["torch"])
+    (project / "uv.lock").write_text("version = 1\n[[package]\nname =\n", encoding="utf-8")
+    result = run_script(project)
+    assert result.returncode == 2
+    assert "cannot parse" in result.stderr and "uv.lock" in result.stderr
+
+
+def test_relative_index_and_wheel_paths_resolve(synthetic_project):
+    project, wheel = synthetic_project
+    torch = locked_package(project, "torch")
+    # uv writes both relative: the registry to the project, the wheel to the registry.
+    assert torch["source"] == {"registry": "../mirror/simple"}
+    assert not Path(torch["wheels"][0]["path"]).is_absolute()
+
+    amd64 = lock_report.load_report(project)["platforms"]["linux/amd64"]
+    assert amd64["torch"]["from_cpu_index"] is True
+    assert amd64["unknown_size"] == []
+    assert amd64["download_bytes"] >= wheel.stat().st_size
+
+
+def test_missing_local_wheel_is_unknown_not_zero(synthetic_project):
+    project, wheel = synthetic_project
+    before = lock_report.load_report(project)["platforms"]["linux/amd64"]
+    wheel_bytes = wheel.stat().st_size
+    wheel.unlink()
+
+    after = lock_report.load_report(project)["platforms"]["linux/amd64"]
+    assert after["unknown_size"] == ["torch"]
+    assert after["download_bytes"] == before["download_bytes"] - wheel_bytes
+    result = run_script(project)
+    assert "unknown size" in result.stdout and "torch" in result.stdout
+    assert "MB+" in result.stdout  # the total is marked as a lower bound
+
+
+def test_forked_lock_follows_markers_extras_and_skips_dev(forked_project):
+    lock = lock_report.read_toml(forked_project / "uv.lock", "")
+    pyproject = lock_report.read_toml(forked_project / "pyproject.toml", "")
+    root = lock_report.find_root(lock, pyproject)
+    versions = {}
+    for platform in ("linux/amd64", "linux/arm64"):
+        target = lock_report.Target(platform, (3, 11), "3.11.0")
+        installed = lock_report.installed_packages(lock, root, target)
+        names = [p["name"] for p in installed]
+        assert len(names) == len(set(names)), f"two versions of one package on {platform}"
+        assert {"requests", "pysocks", "tomli"} <= set(names)  # extra + python marker
+        assert not {"p3", "pytest", "colorama"} & set(names)  # root, dev group, win32 marker
+        numpy = next(p for p in installed if p["name"] == "numpy")
+        versions[platform] = numpy["version"]
+        artifact = lock_report.choose_artifact(numpy, target)
+        assert artifact["url"].endswith(".whl"), f"no {platform} wheel chosen for numpy"
+    assert versions["linux/arm64"].startswith("1.")
+    assert versions["linux/amd64"].split(".")[0] == "2"
+
+
+def test_runs_without_tomllib_via_tomli_or_exits_2(cpu_project):
+    """Python 3.10 has no tomllib: tomli must stand in, and without it the exit is 2."""
+    prelude = "import sys, runpy; sys.modules['tomllib'] = None; "
+    run = f"sys.argv = ['lock_report', '--project', {str(cpu_project)!r}]; " \
+          f"runpy.run_path({str(SCRIPT)!r}, run_name='__main__')"
+    with_tomli = subprocess.run(
+        [sys.executable, "-c", "import tomllib; " + prelude + "sys.modules['tomli'] = tomllib; "
+         + run], capture_output=True, text=True, timeout=120, check=False)
+    assert with_tomli.returncode == 0, with_tomli.stderr
+    assert "2.13.0+cpu (cpu index)" in with_tomli.stdout
+    without = subprocess.run(
+        [sys.executable, "-c", prelude + "sys.modules['tomli'] = None; " + run],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert without.returncode == 2
+    assert "tomli" in without.stderr and len(without.stderr.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- units
+
+
+def _env(platform: str = "linux/amd64", full: str = "3.11.0") -> dict:
+    python = tuple(int(part) for part in full.split(".")[:2])
+    return lock_report.Target(platform, python, full).marker_env()
+
+
+@pytest.mark.parametrize(
+    ("marker", "platform", "full", "expected"),
+    [
+        ("platform_machine == 'aarch64'", "linux/arm64", "3.11.0", True),
+        ("platform_machine == 'aarch64'", "linux/amd64", "3.11.0", False),
+        ("python_full_version >= '3.12'", "linux/amd64", "3.11.0", False),
+        ("python_full_version >= '3.12'", "linux/amd64", "3.12.0", True),
+        ("python_full_version < '3.11.4'", "linux/amd64", "3.11.0", True),
+        ("python_version == '3.11'", "linux/amd64", "3.11.0", True),
+        ("python_version == '3.1'", "linux/amd64", "3.11.0", False),  # versions, not strings
+        ("'3.12' <= python_version", "linux/amd64", "3.12.0", True),
+        ("python_version == '3.*'", "linux/amd64", "3.11.0", True),
+        ("python_version ~= '3.10'", "linux/amd64", "3.11.0", True),
+        ("sys_platform == 'linux' and platform_machine == 'x86_64'", "linux/amd64", "3.11.0",
+         True),
+        ("sys_platform == 'win32' or platform_machine == 'x86_64'", "linux/arm64", "3.11.0",
+         False),
+        ("(sys_platform == 'darwin' or platform_machine == 'aarch64') and "
+         "python_full_version < '3.12'", "linux/arm64", "3.11.0", True),
+        ("sys_platform == 'darwin' or (platform_machine == 'aarch64' and "
+         "python_full_version >= '3.12')", "linux/arm64", "3.11.0", False),
+        ("platform_machine != 'x86_64'", "linux/arm64", "3.11.0", True),
+        ("'linux' in sys_platform and implementation_name == \"cpython\"", "linux/amd64",
+         "3.11.0", True),
+        ("extra == 'extra-2-p1-cuda'", "linux/amd64", "3.11.0", False),
+        ("platform_python_implementation not in 'PyPy Jython'", "linux/amd64", "3.11.0", True),
+    ],
+)
+def test_marker_evaluator(marker, platform, full, expected):
+    assert lock_report.evaluate_marker(marker, _env(platform, full)) is expected
+
+
+@pytest.mark.parametrize("marker", ["platform_machine ==", "(sys_platform == 'linux'",
+                                    "os.name == 'posix'", "sys_platform = 'linux'"])
+def test_marker_evaluator_rejects_malformed(marker):
+    with pytest.raises(ValueError):
+        lock_report.evaluate_marker(marker, _env())
+
+
+def _pick(filenames: list[str], platform: str, python: tuple[int, int]) -> str:
+    package = {"wheels": [{"url": f"https://x/{name}", "size": 1} for name in filenames],
+               "sdist": {"url": "https://x/pkg-1.0.tar.gz", "size": 1}}
+    target = lock_report.Target(platform, python, f"{python[0]}.{python[1]}.0")
+    return lock_report.artifact_filename(lock_report.choose_artifact(package, target))
+
+
+def test_wheel_choice_prefers_the_most_specific_tag():
+    wheels = [
+        "pkg-1.0-py3-none-any.whl",
+        "pkg-1.0-cp39-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        "pkg-1.0-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        "pkg-1.0-cp312-cp312-musllinux_1_2_x86_64.whl",
+        "pkg-1.0-cp312-cp312-manylinux_2_28_aarch64.whl",
+        "pkg-1.0-cp312-cp312-macosx_11_0_arm64.whl",
+        "pkg-1.0-cp313-cp313t-manylinux_2_28_x86_64.whl",
+    ]
+    assert _pick(wheels, "linux/amd64", (3, 12)) == wheels[2]
+    assert _pick(wheels, "linux/arm64", (3, 12)) == wheels[4]
+    assert _pick(wheels, "linux/amd64", (3, 11)) == wheels[1]  # abi3 beats pure Python
+    assert _pick(wheels, "linux/arm64", (3, 11)) == wheels[0]
+    assert _pick(wheels, "linux/amd64", (3, 8)) == wheels[0]  # cp39 abi3 is too new
+
+
+def test_wheel_choice_falls_back_to_sdist():
+    only_other = ["pkg-1.0-cp313-cp313-manylinux_2_28_x86_64.whl",
+                  "pkg-1.0-pp311-pypy311_pp73-manylinux_2_28_x86_64.whl",
+                  "pkg-1.0-cp311-cp311-win_amd64.whl"]
+    assert _pick(only_other, "linux/amd64", (3, 11)) == "pkg-1.0.tar.gz"
+    assert _pick(["pkg-1.0-cp311-cp311-linux_x86_64.whl"], "linux/amd64", (3, 11)) \
+        == "pkg-1.0-cp311-cp311-linux_x86_64.whl"
+
+
+@pytest.mark.parametrize(
+    ("spec", "bound"),
+    [(">=3.12,<3.13", (3, 12)), ("==3.11.*", (3, 11)), ("~=3.10", (3, 10)),
+     (">=3.11.4", (3, 11, 4)), ("<3.13", None)],
+)
+def test_python_lower_bound(spec, bound):
+    assert lock_report.python_lower_bound(spec) == bound
+
+
+def test_platforms_come_from_uv_environments():
+    def platforms(environments):
+        uv = {} if environments is None else {"environments": environments}
+        return lock_report.locked_platforms({"tool": {"uv": uv}}, (3, 12), "3.12.0")
+
+    assert platforms(None) == ["linux/amd64", "linux/arm64"]
+    assert platforms([ARM64]) == ["linux/arm64"]
+    assert platforms([AMD64, ARM64, "sys_platform == 'darwin'"]) == ["linux/amd64", "linux/arm64"]
+
+
+@pytest.mark.parametrize(
+    ("location", "configured"),
+    [
+        ("/srv/m/simple", "file:///srv/m/simple/"),
+        ("../m/simple", "file:///work/m/simple"),
+        ("https://download.pytorch.org/whl/cpu", "https://download.pytorch.org/whl/cpu/"),
+    ],
+)
+def test_index_locations_normalise_alike(location, configured):
+    base = Path("/work/proj")
+    assert lock_report.normalise_index(location, base) == \
+        lock_report.normalise_index(configured, base)
+
+
+def test_conda_dependencies_reads_only_top_level_items():
+    text = (
+        "name: x  # comment\n"
+        "channels:\n  - pytorch-cpu=1.0\n"
+        "dependencies:\n"
+        "  - python=3.12\n"
+        "  - 'pytorch-cpu=2.13.*'  # cpu build\n"
+        "  - pip:\n"
+        "    - torch==2.0\n"
+        "variables:\n  FOO: '1'\n"
+    )
+    items = lock_report.conda_dependencies(text)
+    assert items == ["python=3.12", "pytorch-cpu=2.13.*", "pip:"]
+    assert lock_report.conda_pin(items, "pytorch-cpu") == "2.13"

@@ -1,0 +1,137 @@
+"""Render every answer set and check what a user would: files parse, lint clean, CPU-only specs."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from tests.support import checks
+from tests.support.compat import tomllib
+from tests.support.render import ANSWER_SETS, CATALOGUE, answers_for, render
+
+TORCH_FAMILY = {"torch", "torchvision", "torchaudio"}
+
+
+@pytest.fixture(scope="module", params=sorted(ANSWER_SETS))
+def rendered(request, tmp_path_factory):
+    answers = answers_for(request.param)
+    project = render(tmp_path_factory.mktemp(request.param) / "project", answers)
+    recorded = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    return project, recorded
+
+
+def requirement_names(pyproject: dict) -> set[str]:
+    return {req.split("=")[0].split(">")[0].split("<")[0] for req in
+            pyproject["project"]["dependencies"]}
+
+
+def test_project_passes_the_full_file_checks(rendered):
+    project, _ = rendered
+    checks.check_project(project)
+
+
+def test_python_version_is_the_same_everywhere(rendered):
+    project, answers = rendered
+    version = answers["python_version"]
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    minor = int(version.split(".")[1])
+    assert pyproject["project"]["requires-python"] == f">={version},<3.{minor + 1}"
+    python = next(s for s in checks.conda_specs(project) if s.name.normalized == "python")
+    assert str(python.version) == f"{version}.*"
+    assert (project / ".python-version").read_text().strip() == version
+
+
+def test_torch_family_only_from_the_explicit_cpu_index(rendered):
+    project, answers = rendered
+    uv = tomllib.loads((project / "pyproject.toml").read_text())["tool"]["uv"]
+    assert uv["index"] == [{"name": "pytorch-cpu", "url": answers["torch_index_url"],
+                            "explicit": True}]
+    assert {name for name, source in uv["sources"].items()
+            if source == {"index": "pytorch-cpu"}} == TORCH_FAMILY
+    assert "index-strategy" not in uv and "extra-index-url" not in uv
+
+
+def test_anything_that_pulls_torch_makes_it_a_direct_dependency(rendered):
+    project, answers = rendered
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    names = requirement_names(pyproject)
+    needs_torch = any(CATALOGUE["libraries"][lib].get("needs_torch")
+                      for lib in answers["ml_libraries"])
+    assert ("torch" in names) == needs_torch
+    chosen = {CATALOGUE["libraries"][lib]["pypi"] for lib in answers["ml_libraries"]}
+    assert chosen <= names
+
+
+def test_lock_environments_follow_the_platforms(rendered):
+    project, answers = rendered
+    uv = tomllib.loads((project / "pyproject.toml").read_text())["tool"]["uv"]
+    expected = [CATALOGUE["platforms"][p] for p in answers["lock_platforms"]]
+    assert uv["environments"] == expected
+    assert uv["required-environments"] == expected
+
+
+def test_conda_owns_the_torch_family_only_under_the_conda_installer(rendered):
+    project, answers = rendered
+    conda = {spec.name.normalized for spec in checks.conda_specs(project)}
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    torch_in_resolution = "torch" in requirement_names(pyproject)
+    if answers["torch_installer"] == "conda" and torch_in_resolution:
+        assert "pytorch-cpu" in conda
+    else:
+        assert not conda & {"pytorch-cpu", "torchvision", "torchaudio"}
+    assert ("faiss-cpu" in conda) == (answers["vector_store"] == "faiss")
+
+
+def test_dockerfile_skips_exactly_what_conda_owns(rendered):
+    project, _ = rendered
+    instructions = checks.check_dockerfile(project)
+    syncs = [i.value[0] for i in instructions if i.cmd == "RUN" and "uv sync" in i.value[0]]
+    assert len(syncs) == 2
+    conda = {spec.name.normalized for spec in checks.conda_specs(project)} - {"python"}
+    conda_as_pypi = {"torch" if name == "pytorch-cpu" else name for name in conda}
+    for command in syncs:
+        words = command.split()
+        skipped = {words[i + 1] for i, w in enumerate(words) if w == "--no-install-package"}
+        assert skipped == conda_as_pypi
+        assert "--inexact" in words and "--locked" in words and "--no-dev" in words
+
+
+def test_dockerfile_dependency_layer_sees_only_the_project_metadata(rendered):
+    project, _ = rendered
+    instructions = checks.check_dockerfile(project)
+    first_sync = next(i for i in instructions if i.cmd == "RUN" and "uv sync" in i.value[0])
+    binds = [f for f in first_sync.flags if "type=bind" in f]
+    assert sorted(b.split("source=")[1].split(",")[0] for b in binds) == [
+        "pyproject.toml", "uv.lock"]
+    assert "--no-install-project" in first_sync.value[0]
+
+
+def test_runtime_guard_and_user(rendered):
+    project, answers = rendered
+    instructions = checks.check_dockerfile(project)
+    stages = [i.value[2] for i in instructions if i.cmd == "FROM"]
+    assert stages == ["uv", "conda", "app", "runtime"]
+    runtime = instructions[[i.cmd for i in instructions].index("FROM") :]
+    last_from = max(n for n, i in enumerate(instructions) if i.cmd == "FROM")
+    runtime = instructions[last_from:]
+    package = answers["package_name"]
+    assert any(i.cmd == "RUN" and list(i.value[-2:]) == [package, "doctor"] for i in runtime)
+    user = next(i for i in runtime if i.cmd == "USER").value[0]
+    assert user.split(":")[0].isdigit() and user.split(":")[0] != "0"
+    cmd = next(i for i in runtime if i.cmd == "CMD")
+    assert list(cmd.value) == ["python", "-m", package]
+    env = dict(zip(*[iter(next(i for i in runtime if i.cmd == "ENV").value)] * 2, strict=True))
+    assert env["UV_INDEX"].strip('"') == f"pytorch-cpu={answers['torch_index_url']}"
+    assert env["PIP_EXTRA_INDEX_URL"].strip('"') == answers["torch_index_url"]
+
+
+def test_every_dockerfile_instruction_has_a_why_comment(rendered):
+    project, _ = rendered
+    lines = (project / "Dockerfile").read_text().splitlines()
+    previous = ""
+    for number, line in enumerate(lines):
+        starts_instruction = line and not line[0].isspace() and not line.startswith("#")
+        if starts_instruction and not lines[number - 1].endswith("\\"):
+            same_kind = previous.split(" ")[0] == line.split(" ")[0] == "ARG"
+            assert lines[number - 1].startswith("#") or same_kind, f"no comment above: {line}"
+            previous = line
