@@ -1,4 +1,4 @@
-"""Each class of bad answer is refused with a message naming the question, and nothing is written."""
+"""Each kind of bad answer is refused with a message naming the question; nothing is written."""
 
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ def check_layout(project: Path) -> None:
         assert not JINJA_LEFTOVER.search(text), f"{name}: Jinja left over"
         assert text.endswith("\n") and not text.endswith("\n\n"), f"{name}: bad final newline"
         assert not text.startswith("\n"), f"{name}: starts with a blank line"
-        # PEP 8 puts two blank lines between top-level definitions; nothing else needs more than one.
+        # PEP 8 puts two blank lines between top-level definitions; nothing else needs more.
         blank_run = "\n\n\n\n" if path.suffix == ".py" else "\n\n\n"
         assert blank_run not in text, f"{name}: a run of blank lines"
         assert not re.search(r"[ \t]+$", text, re.M), f"{name}: trailing whitespace"
