@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -86,7 +85,7 @@ def run_script(project: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def locked_package(project: Path, name: str) -> dict:
-    lock = tomllib.loads((project / "uv.lock").read_text(encoding="utf-8"))
+    lock = lock_report.read_toml(project / "uv.lock", "")
     matches = [p for p in lock["package"] if p["name"] == name]
     assert len(matches) == 1, f"expected one {name} in the lock, found {len(matches)}"
     return matches[0]
@@ -177,7 +176,7 @@ def test_cpu_lock_reports_clean_footprint(cpu_project):
     assert torch["source"] == locked_package(cpu_project, "torch")["source"]["registry"]
     assert amd64["unknown_size"] == []
     # The project itself is not counted; sentence-transformers and torch are.
-    lock = tomllib.loads((cpu_project / "uv.lock").read_text(encoding="utf-8"))
+    lock = lock_report.read_toml(cpu_project / "uv.lock", "")
     assert amd64["packages"] == len(lock["package"]) - 1
 
 
@@ -332,14 +331,27 @@ def test_forked_lock_follows_markers_extras_and_skips_dev(forked_project):
     assert versions["linux/amd64"].split(".")[0] == "2"
 
 
+def test_forked_versions_fall_back_to_resolution_markers(forked_project):
+    """A dependency edge without version/source still lands on the platform's fork."""
+    lock = lock_report.read_toml(forked_project / "uv.lock", "")
+    numpys = [p for p in lock["package"] if p["name"] == "numpy"]
+    assert len(numpys) >= 2 and all(p.get("resolution-markers") for p in numpys)
+    by_name = {"numpy": numpys}
+    for platform, major in (("linux/amd64", "2"), ("linux/arm64", "1")):
+        env = _env(platform)
+        chosen = lock_report.pick_package({"name": "numpy"}, by_name, env)
+        assert chosen["version"].split(".")[0] == major
+
+
 def test_runs_without_tomllib_via_tomli_or_exits_2(cpu_project):
     """Python 3.10 has no tomllib: tomli must stand in, and without it the exit is 2."""
-    prelude = "import sys, runpy; sys.modules['tomllib'] = None; "
+    parser = lock_report.tomllib.__name__  # tomllib here, tomli when the suite runs on 3.10
+    prelude = f"import sys, runpy, {parser}; sys.modules['tomllib'] = None; "
     run = f"sys.argv = ['lock_report', '--project', {str(cpu_project)!r}]; " \
           f"runpy.run_path({str(SCRIPT)!r}, run_name='__main__')"
     with_tomli = subprocess.run(
-        [sys.executable, "-c", "import tomllib; " + prelude + "sys.modules['tomli'] = tomllib; "
-         + run], capture_output=True, text=True, timeout=120, check=False)
+        [sys.executable, "-c", prelude + f"sys.modules['tomli'] = {parser}; " + run],
+        capture_output=True, text=True, timeout=120, check=False)
     assert with_tomli.returncode == 0, with_tomli.stderr
     assert "2.13.0+cpu (cpu index)" in with_tomli.stdout
     without = subprocess.run(
@@ -408,13 +420,17 @@ def test_wheel_choice_prefers_the_most_specific_tag():
         "pkg-1.0-py3-none-any.whl",
         "pkg-1.0-cp39-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
         "pkg-1.0-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        "pkg-1.0-cp312-abi3-manylinux_2_28_x86_64.whl",
         "pkg-1.0-cp312-cp312-musllinux_1_2_x86_64.whl",
         "pkg-1.0-cp312-cp312-manylinux_2_28_aarch64.whl",
         "pkg-1.0-cp312-cp312-macosx_11_0_arm64.whl",
         "pkg-1.0-cp313-cp313t-manylinux_2_28_x86_64.whl",
     ]
     assert _pick(wheels, "linux/amd64", (3, 12)) == wheels[2]
-    assert _pick(wheels, "linux/arm64", (3, 12)) == wheels[4]
+    assert _pick([wheels[1], wheels[3]], "linux/amd64", (3, 12)) == wheels[3]  # own abi3
+    older = ["pkg-1.0-cp38-abi3-manylinux2014_x86_64.whl", "pkg-1.0-cp310-abi3-linux_x86_64.whl"]
+    assert _pick(older, "linux/amd64", (3, 12)) == older[1]  # newest stable ABI first
+    assert _pick(wheels, "linux/arm64", (3, 12)) == wheels[5]
     assert _pick(wheels, "linux/amd64", (3, 11)) == wheels[1]  # abi3 beats pure Python
     assert _pick(wheels, "linux/arm64", (3, 11)) == wheels[0]
     assert _pick(wheels, "linux/amd64", (3, 8)) == wheels[0]  # cp39 abi3 is too new
