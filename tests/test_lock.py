@@ -93,7 +93,8 @@ def test_lock_report_ships_and_passes(default_project):
 def make_prefix(root: Path, conda_packages: dict[str, str]) -> Path:
     """A venv standing in for /opt/conda, with 'conda' builds of the given packages."""
     prefix = root / "opt-conda"
-    subprocess.run(["uv", "venv", "--python", sys.executable, str(prefix)], env=UV_ENV,
+    # The lock is solved for Python 3.11 whatever Python runs the tests.
+    subprocess.run(["uv", "venv", "--python", "3.11", str(prefix)], env=UV_ENV,
                    check=True, capture_output=True)
     for name, version in conda_packages.items():
         module = name.replace("-", "_")

@@ -1,0 +1,229 @@
+"""The GitHub workflows, the generated project's and the template's own, checked as GitHub would
+read them (the workflow schema), as a reviewer would (zizmor, shellcheck, pinned actions), and for
+what a user relies on: the generated CI runs the same checks as the project's Makefile."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.checks import tool
+from tests.support.render import CATALOGUE, ROOT, answers_for, render
+
+TEMPLATE_WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+GENERATED = "generated ci.yml"
+SHA = re.compile(r"[0-9a-f]{40}")
+VERSION = re.compile(r"v\d+\.\d+\.\d+")
+# `uses: owner/repo[/path]@ref  # comment`, as written on one line.
+USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<action>[^@\s#]+)@(?P<ref>[^\s#]+)"
+                       r"(?:\s+#\s*(?P<comment>\S+))?\s*$")
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> Path:
+    """The default project, rendered without its lock task."""
+    return render(tmp_path_factory.mktemp("workflows") / "project", answers_for("default"))
+
+
+@pytest.fixture(params=[GENERATED, *(p.name for p in TEMPLATE_WORKFLOWS)])
+def workflow(request, generated) -> Path:
+    """Each workflow in turn: the generated project's, then every one of the template's."""
+    if request.param == GENERATED:
+        return generated / ".github" / "workflows" / "ci.yml"
+    return ROOT / ".github" / "workflows" / request.param
+
+
+def load(path: Path) -> dict:
+    # PyYAML reads the `on:` key as True; GitHub reads it as "on".
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if True in data:
+        data["on"] = data.pop(True)
+    return data
+
+
+def steps(data: dict) -> list[dict]:
+    return [step for job in data["jobs"].values() for step in job.get("steps", [])]
+
+
+def run_lines(data: dict) -> list[str]:
+    """Every command line of every `run:` script, stripped."""
+    return [line.strip() for step in steps(data) if "run" in step
+            for line in step["run"].splitlines() if line.strip()]
+
+
+def uses_lines(path: Path) -> list[re.Match]:
+    return [m for line in path.read_text(encoding="utf-8").splitlines()
+            if (m := USES_LINE.match(line))]
+
+
+def makefile_targets(project: Path) -> dict[str, list[str]]:
+    """`target: [recipe lines]` from the rendered Makefile."""
+    targets: dict[str, list[str]] = {}
+    current = None
+    for line in (project / "Makefile").read_text(encoding="utf-8").splitlines():
+        if line.startswith("\t") and current:
+            targets[current].append(line.strip())
+        elif re.match(r"^[a-z]+:", line):
+            current = line.split(":")[0]
+            targets[current] = []
+        else:
+            current = None
+    return targets
+
+
+# ------------------------------------------------------------------ every workflow
+
+
+def test_template_has_its_workflows():
+    assert {p.name for p in TEMPLATE_WORKFLOWS} >= {"tests.yml", "generated-project.yml"}
+
+
+def test_workflow_matches_githubs_schema(workflow):
+    result = subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(workflow)],
+        capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_zizmor_finds_nothing(workflow):
+    # Default audits and persona, no config file; offline, since the online audits need GitHub.
+    result = subprocess.run(
+        [tool("zizmor"), "--offline", "--no-config", "--no-progress", "--color", "never",
+         str(workflow)],
+        capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No findings" in result.stdout
+
+
+def test_every_action_is_pinned(workflow):
+    data = load(workflow)
+    uses = [step["uses"] for step in steps(data) if "uses" in step]
+    uses += [job["uses"] for job in data["jobs"].values() if "uses" in job]
+    pinned = uses_lines(workflow)
+    assert len(pinned) == len(uses), "a `uses:` is not on one line as `uses: owner/repo@ref`"
+    for match in pinned:
+        ref, comment = match["ref"], match["comment"]
+        if SHA.fullmatch(ref):
+            assert comment and VERSION.fullmatch(comment), (
+                f"{match['action']}@{ref} needs a `# vX.Y.Z` comment naming its release")
+        else:
+            assert VERSION.fullmatch(ref), f"{match['action']}@{ref} is not pinned"
+
+
+def test_least_privilege_and_no_expressions_in_scripts(workflow):
+    data = load(workflow)
+    assert data["permissions"] == {"contents": "read"}
+    assert all("permissions" not in job for job in data["jobs"].values())
+    assert "group" in data["concurrency"]
+    assert data["defaults"]["run"]["shell"] == "bash"  # -o pipefail
+    for step in steps(data):
+        if step.get("uses", "").startswith("actions/checkout@"):
+            assert step["with"]["persist-credentials"] is False
+        # Values reach scripts through `env:`, never pasted in by `${{ }}`.
+        assert "${{" not in step.get("run", ""), step["run"]
+
+
+def test_run_scripts_pass_shellcheck(workflow):
+    for step in steps(load(workflow)):
+        if "run" not in step:
+            continue
+        result = subprocess.run([tool("shellcheck"), "--shell=bash", "-"], input=step["run"],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, f"{step.get('name', step['run'])}:\n{result.stdout}"
+
+
+def test_each_action_has_one_pin_everywhere(generated):
+    paths = [generated / ".github" / "workflows" / "ci.yml", *TEMPLATE_WORKFLOWS]
+    pins: dict[str, set] = {}
+    for path in paths:
+        for match in uses_lines(path):
+            pins.setdefault(match["action"], set()).add((match["ref"], match["comment"]))
+    assert {action: refs for action, refs in pins.items() if len(refs) > 1} == {}
+
+
+def test_ci_entry_point_passes_shellcheck():
+    result = subprocess.run([tool("shellcheck"), str(ROOT / ".ci" / "run")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+# ------------------------------------------------------------- the generated workflow
+
+
+@pytest.fixture(scope="module")
+def generated_ci(generated) -> dict:
+    return load(generated / ".github" / "workflows" / "ci.yml")
+
+
+def test_generated_ci_runs_what_a_user_would_check(generated_ci):
+    lines = run_lines(generated_ci)
+    for command in ["uv run --locked --only-group dev ruff check .", "uv sync --locked",
+                    "uv run pytest", "uv lock --check",
+                    "uv run --no-sync python scripts/lock_report.py",
+                    'docker run --rm "$IMAGE" python -m test_service doctor']:
+        assert command in lines
+    assert any("$GITHUB_STEP_SUMMARY" in line and "$IMAGE" in line for line in lines)
+    assert generated_ci["on"]["pull_request"] is None  # every pull request
+
+
+def test_generated_ci_caches_uv_and_docker_layers(generated_ci):
+    uv_version = CATALOGUE["images"]["uv"].rsplit(":", 1)[1]
+    assert generated_ci["env"]["UV_VERSION"] == uv_version  # the Dockerfile's uv
+    setups = [s for s in steps(generated_ci) if s.get("uses", "").startswith("astral-sh/setup-uv@")]
+    assert len(setups) == 3
+    assert all(s["with"]["enable-cache"] is True for s in setups)
+    build = next(s for s in steps(generated_ci)
+                 if s.get("uses", "").startswith("docker/build-push-action@"))
+    assert build["with"]["load"] is True and build["with"]["push"] is False
+    assert build["with"]["cache-from"] == "type=gha"
+    assert build["with"]["cache-to"] == "type=gha,mode=max"
+    assert build["with"]["tags"] == "${{ env.IMAGE }}"
+    assert generated_ci["env"]["IMAGE"] == "test-service:ci"
+    assert any(s.get("uses", "").startswith("docker/setup-buildx-action@")
+               for s in steps(generated_ci))
+
+
+def test_generated_ci_and_makefile_run_the_same_commands(generated, generated_ci):
+    lines = run_lines(generated_ci)
+    targets = makefile_targets(generated)
+    for target in ("lint", "test", "verify"):
+        assert targets[target] and all(command in lines for command in targets[target]), target
+    doctor = [command.replace("$(IMAGE)", '"$IMAGE"') for command in targets["doctor"]]
+    assert doctor and all(command in lines for command in doctor)
+
+
+def test_template_ci_renders_and_builds_the_default_project(tmp_path):
+    data = load(ROOT / ".github" / "workflows" / "generated-project.yml")
+    lines = run_lines(data)
+    copy = next(line for line in lines if line.startswith("uvx copier copy"))
+    assert "--defaults" in copy and "--trust" in copy and "--vcs-ref HEAD" in copy
+    # The image is tagged as that project's Makefile expects (IMAGE defaults to the slug).
+    name = re.search(r'project_name="([^"]+)"', copy)[1]
+    project = render(tmp_path / "project", answers_for("default", project_name=name))
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text(encoding="utf-8"))
+    assert data["env"]["IMAGE"] == answers["project_slug"]
+    assert data["env"]["ML_TEMPLATE_STRICT"] == "1"  # a failed lock fails the job
+    for command in ("make verify", "make test", "make doctor"):
+        assert command in lines
+    assert any(s.get("uses", "").startswith("docker/build-push-action@") for s in steps(data))
+
+
+def test_template_suite_runs_on_every_supported_python():
+    data = load(ROOT / ".github" / "workflows" / "tests.yml")
+    suite = data["jobs"]["suite"]
+    assert suite["strategy"]["matrix"]["python"] == ["3.10", "3.11", "3.12", "3.13"]
+    lines = run_lines(data)
+    assert "bash .ci/run" in lines
+    assert "uv python install 3.11" in lines  # the tests lock generated projects for 3.11
+    assert 'uv venv --python "$PYTHON"' in lines  # the suite itself runs on the matrix Python
+    assert "uv run pytest tests/test_update.py" in lines
+
+
+def test_template_workflows_use_the_dockerfiles_uv():
+    uv_version = CATALOGUE["images"]["uv"].rsplit(":", 1)[1]
+    for path in TEMPLATE_WORKFLOWS:
+        assert load(path)["env"]["UV_VERSION"] == uv_version, path.name
