@@ -1,0 +1,199 @@
+"""The vector store in a generated project, for real: lock, sync, its own tests, ingest, query.
+
+Each project is rendered and locked against the local CPU mirror, synced with `uv sync --locked`,
+then driven the way a user would: `pytest`, `doctor`, and `ingest`/`query` through the entry
+point with the deterministic hashing embedder, so no model is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.compat import tomllib
+from tests.support.render import local_answers, render
+
+EMBEDDED_STORES = ["chromadb", "qdrant", "lancedb", "faiss"]
+STORE_MODULES = {"chromadb": "chroma_store", "qdrant": "qdrant_store", "lancedb": "lance_store",
+                 "faiss": "faiss_store"}
+SHARED_MODULES = ["store", "search", "settings", "embeddings"]
+DOCS = {
+    "cats.txt": "Cats purr, nap in the sun and chase mice around the garden.",
+    "nature/rivers.md": "# Rivers\n\nRain runs down from the mountains to the sea in rivers.",
+    "compilers.txt": "A compiler translates source code into machine instructions.",
+}
+# No interpreter downloads, and any attempt to fetch a model fails at once instead of hanging.
+OFFLINE = {"UV_PYTHON_DOWNLOADS": "never", "HF_HUB_OFFLINE": "1"}
+
+
+def run(project: Path, *args: str, env: dict[str, str] | None = None,
+        timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=project, env={**os.environ, **OFFLINE, **(env or {})},
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def synced_project(root: Path, answers: dict) -> Path:
+    """Render, lock through the copy task, then `uv sync --locked` as a developer would."""
+    project = render(root / "project", answers, tasks=True)
+    assert (project / "uv.lock").is_file(), "the copy task did not lock the project"
+    result = run(project, "uv", "sync", "--locked", timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return project
+
+
+def package_of(project: Path) -> str:
+    (package,) = [p.name for p in (project / "src").iterdir() if p.is_dir()]
+    return package
+
+
+def write_docs(folder: Path) -> Path:
+    for name, text in DOCS.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text, encoding="utf-8")
+    (folder / "notes.csv").write_text("not,a,document\n", encoding="utf-8")
+    return folder
+
+
+def assert_generated_tests_pass(project: Path) -> None:
+    result = run(project, "uv", "run", "--locked", "pytest", "-q", "-p", "no:cacheprovider")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and "failed" not in result.stdout
+
+
+def assert_doctor_reports_cpu_only(project: Path, store: str) -> str:
+    result = run(project, "uv", "run", "--locked", "python", "-m", package_of(project), "doctor")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "CPU-only: yes" in result.stdout
+    assert "problem:" not in result.stdout
+    assert f"vector store  {store}" in result.stdout
+    return result.stdout
+
+
+def assert_ingest_then_query_finds_cats(project: Path, tmp_path: Path,
+                                        env: dict[str, str] | None = None) -> None:
+    """`ingest` three files through the console script, then `query` for the nearest one."""
+    prefix = package_of(project).upper()
+    env = {f"{prefix}_DATA_DIR": str(tmp_path / "data"), **(env or {})}
+    script = slug_of(project)
+    docs = write_docs(tmp_path / "docs")
+
+    ingest = run(project, "uv", "run", "--locked", script, "ingest", str(docs), env=env)
+    assert ingest.returncode == 0, ingest.stdout + ingest.stderr
+    assert "ingested 3 files" in ingest.stdout
+    assert (tmp_path / "data").is_dir()
+
+    query = run(project, "uv", "run", "--locked", script, "query", "which animal chases mice?",
+                "-k", "2", env=env)
+    assert query.returncode == 0, query.stdout + query.stderr
+    lines = query.stdout.splitlines()
+    assert len(lines) == 2, query.stdout
+    score, doc_id, *text = lines[0].split()
+    assert doc_id == "cats.txt" and " ".join(text).startswith("Cats purr")
+    assert float(score) > float(lines[1].split()[0])
+
+
+def slug_of(project: Path) -> str:
+    """The console script's name, which is the distribution's."""
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    return pyproject["project"]["name"]
+
+
+# --------------------------------------------------------------------------- each embedded store
+
+
+@pytest.fixture(scope="module", params=EMBEDDED_STORES)
+def store_project(request, mirror_url, tmp_path_factory) -> tuple[str, Path]:
+    store = request.param
+    answers = local_answers(mirror_url, ml_libraries=[], vector_store=store,
+                            project_name=f"{store} search")
+    return store, synced_project(tmp_path_factory.mktemp(store), answers)
+
+
+@pytest.mark.slow
+def test_store_module_is_the_chosen_backend_only(store_project):
+    store, project = store_project
+    package = project / "src" / package_of(project)
+    modules = {path.stem for path in package.glob("*.py")}
+    assert {STORE_MODULES[store], *SHARED_MODULES} <= modules
+    assert not modules & (set(STORE_MODULES.values()) - {STORE_MODULES[store]})
+
+
+@pytest.mark.slow
+def test_generated_tests_pass_against_the_real_store(store_project):
+    _, project = store_project
+    assert_generated_tests_pass(project)
+
+
+@pytest.mark.slow
+def test_doctor_passes_and_names_the_store(store_project):
+    store, project = store_project
+    assert "torch         not installed" in assert_doctor_reports_cpu_only(project, store)
+
+
+@pytest.mark.slow
+def test_ingest_then_query_returns_the_nearest_text(store_project, tmp_path):
+    _, project = store_project
+    assert_ingest_then_query_finds_cats(project, tmp_path)
+
+
+# ------------------------------------------------ the default answers: real CPU torch and a model
+
+
+@pytest.fixture(scope="module")
+def default_project(mirror_url, tmp_path_factory) -> Path:
+    """sentence-transformers, torch and chromadb: installs the real CPU torch wheel when the
+    mirror has it."""
+    answers = local_answers(mirror_url, project_name="Default Search")
+    return synced_project(tmp_path_factory.mktemp("default-search"), answers)
+
+
+@pytest.mark.slow
+def test_default_project_tests_pass_without_downloading_a_model(default_project):
+    assert_generated_tests_pass(default_project)
+
+
+@pytest.mark.slow
+def test_default_project_doctor_sees_a_cpu_torch(default_project):
+    assert "CPU-only build" in assert_doctor_reports_cpu_only(default_project, "chromadb")
+
+
+@pytest.mark.slow
+def test_default_project_ingests_and_queries_offline_with_the_hashing_embedder(default_project,
+                                                                               tmp_path):
+    prefix = package_of(default_project).upper()
+    assert_ingest_then_query_finds_cats(default_project, tmp_path,
+                                        env={f"{prefix}_EMBEDDER": "hashing"})
+
+
+# --------------------------------------------------------------------------- no store
+
+
+@pytest.fixture(scope="module")
+def storeless_project(tmp_path_factory) -> Path:
+    answers = {"project_name": "Bare Service", "ml_libraries": [], "vector_store": "none"}
+    return render(tmp_path_factory.mktemp("none") / "project", answers)
+
+
+def test_no_store_means_no_store_modules_or_store_tests(storeless_project):
+    package = storeless_project / "src" / "bare_service"
+    assert {path.name for path in package.glob("*.py")} == {
+        "__init__.py", "__main__.py", "cli.py", "doctor.py"}
+    tests = {path.name for path in (storeless_project / "tests").glob("*.py")}
+    assert "test_doctor.py" in tests
+    assert not tests & {"test_store.py", "test_embeddings.py", "test_cli.py"}
+
+
+def test_no_store_means_no_ingest_or_query_command(storeless_project):
+    # The package needs only the standard library, so this interpreter can run it.
+    env = {**os.environ, "PYTHONPATH": str(storeless_project / "src")}
+    help_text = subprocess.run([sys.executable, "-m", "bare_service", "--help"], env=env,
+                               capture_output=True, text=True, check=True).stdout
+    assert "doctor" in help_text
+    assert "ingest" not in help_text and "query" not in help_text
+    refused = subprocess.run([sys.executable, "-m", "bare_service", "ingest", "."], env=env,
+                             capture_output=True, text=True, check=False)
+    assert refused.returncode == 2 and "invalid choice: 'ingest'" in refused.stderr
