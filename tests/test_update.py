@@ -1,0 +1,325 @@
+"""`copier update` from one template release to the next, as a user runs it.
+
+A throwaway git copy of this working tree is tagged v1.0.0, then changed the way a release
+changes it (a catalogue pin, a Dockerfile line, the pytest floor in pyproject.toml, a new file)
+and tagged v2.0.0. Projects generated from v1.0.0 and edited by their "user" are updated to
+v2.0.0: the user's edits must survive, the release must arrive, and uv.lock must follow
+pyproject.toml without ever holding a conflict marker, with the lock hook run exactly once, in
+the real project. Locks are small (no ML libraries) except where the CPU index must be read.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import yaml
+from copier import run_copy, run_update
+from plumbum import local
+
+from tests.support.compat import tomllib
+from tests.support.mirror import build_mirror
+from tests.support.render import ROOT, local_answers
+
+HOOK = ROOT / "hooks" / "lock_project.py"
+COPIER = Path(sys.executable).with_name("copier")
+IGNORED = shutil.ignore_patterns(
+    ".venv", ".git", "__pycache__", ".pytest_cache", ".ruff_cache", "*.pyc"
+)
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Template Tests",
+    "GIT_AUTHOR_EMAIL": "tests@localhost",
+    "GIT_COMMITTER_NAME": "Template Tests",
+    "GIT_COMMITTER_EMAIL": "tests@localhost",
+}
+# What v2.0.0 changes.
+NEW_UV_IMAGE = "ghcr.io/astral-sh/uv:9.9.9"
+DOCKERFILE_LINE = "# Added in template v2.0.0."
+NEW_FILE = "CONTRIBUTING.md"
+PYTEST_V1, PYTEST_V2 = '"pytest>=8",', '"pytest>=8.1",'
+# What the user changes in the v1.0.0 project.
+README_LINE = "A line the user added to the README."
+USER_DEPENDENCY = "six>=1.16"
+MARKER = re.compile(r"^(<<<<<<< |=======$|>>>>>>> )", re.MULTILINE)
+
+
+def git(cwd: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["git", "-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false", *args],
+        cwd=cwd, env={**os.environ, **GIT_ENV}, capture_output=True, text=True, check=True,
+    )
+    return result.stdout
+
+
+def commit_all(cwd: Path, message: str) -> None:
+    git(cwd, "add", "-A")
+    git(cwd, "commit", "-q", "-m", message)
+
+
+def uv(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["uv", *args], cwd=cwd, capture_output=True, text=True, check=False)
+
+
+def replace_once(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1, f"{path.name} no longer holds {old!r} once; update this test"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+@contextmanager
+def hook_log(path: Path):
+    """Point the hook's run log at `path` for Copier's tasks and migrations.
+
+    Copier starts them with plumbum's `local.env`, a copy of os.environ taken when plumbum is
+    imported, so os.environ (or monkeypatch.setenv) set later never reaches them.
+    """
+    path.unlink(missing_ok=True)
+    with local.env(ML_TEMPLATE_HOOK_LOG=str(path)):
+        yield path
+
+
+def log_lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+
+
+def lock_data(project: Path) -> dict:
+    return tomllib.loads((project / "uv.lock").read_text(encoding="utf-8"))
+
+
+def dev_specifiers(project: Path) -> dict[str, str]:
+    """The dev group as uv.lock recorded it from pyproject.toml."""
+    slug = tomllib.loads((project / "pyproject.toml").read_text())["project"]["name"]
+    own = next(p for p in lock_data(project)["package"] if p["name"] == slug)
+    return {d["name"]: d.get("specifier", "") for d in own["metadata"]["requires-dev"]["dev"]}
+
+
+def rej_files(project: Path) -> list[Path]:
+    return [p for p in project.rglob("*.rej") if ".git" not in p.parts]
+
+
+def unmerged(project: Path) -> list[str]:
+    return git(project, "diff", "--name-only", "--diff-filter=U").split()
+
+
+@pytest.fixture(scope="module")
+def template_repo(tmp_path_factory) -> Path:
+    """This working tree as a template repository with releases v1.0.0 and v2.0.0."""
+    repo = tmp_path_factory.mktemp("template") / "ml-container-template"
+    shutil.copytree(ROOT, repo, ignore=IGNORED, symlinks=True)
+    git(repo, "init", "-q", "-b", "main")
+    commit_all(repo, "Release 1.0.0")
+    git(repo, "tag", "v1.0.0")
+
+    uv_image = yaml.safe_load((repo / "catalogue.yml").read_text())["images"]["uv"]
+    replace_once(repo / "catalogue.yml", f"uv: {uv_image}", f"uv: {NEW_UV_IMAGE}")
+    dockerfile = repo / "template" / "Dockerfile.jinja"
+    dockerfile.write_text(dockerfile.read_text().rstrip("\n") + f"\n{DOCKERFILE_LINE}\n")
+    replace_once(repo / "template" / "pyproject.toml.jinja", PYTEST_V1, PYTEST_V2)
+    (repo / "template" / NEW_FILE).write_text("# Contributing\n\nAdded in template v2.0.0.\n")
+    commit_all(repo, "Release 2.0.0")
+    git(repo, "tag", "v2.0.0")
+    return repo
+
+
+def generate_v1(template: Path, dst: Path, mirror_url: str, log: Path, **answers) -> Path:
+    """A project from v1.0.0, locked by the copy task, committed as its user would."""
+    data = local_answers(mirror_url, **{"project_name": "Update Check", "ml_libraries": [],
+                                        "vector_store": "none", **answers})
+    with hook_log(log):
+        run_copy(str(template), dst, data=data, defaults=True, unsafe=True,
+                 vcs_ref="v1.0.0", quiet=True)
+    assert log_lines(log) == [f"copy {dst.resolve()}"], "the lock task must run once, on copy"
+    assert (dst / "uv.lock").exists()
+    git(dst, "init", "-q", "-b", "main")
+    commit_all(dst, "Start from ml-container-template")
+    return dst
+
+
+@pytest.fixture(scope="module")
+def edited_v1(template_repo, mirror_url, tmp_path_factory) -> Path:
+    """A v1.0.0 project its user has changed: a README line, a dependency, a source file."""
+    base = tmp_path_factory.mktemp("edited") / "project"
+    generate_v1(template_repo, base, mirror_url, base.parent / "copy.log")
+    with (base / "README.md").open("a", encoding="utf-8") as readme:
+        readme.write(f"\n{README_LINE}\n")
+    replace_once(base / "pyproject.toml", "dependencies = [\n",
+                 f'dependencies = [\n    "{USER_DEPENDENCY}",\n')
+    locked = uv(base, "lock")
+    assert locked.returncode == 0, locked.stderr
+    package = yaml.safe_load((base / ".copier-answers.yml").read_text())["package_name"]
+    (base / "src" / package / "extra.py").write_text("def helper():\n    return 42\n")
+    commit_all(base, "Add my own changes")
+    return base
+
+
+def clone(project: Path, dst: Path) -> Path:
+    shutil.copytree(project, dst, symlinks=True)
+    return dst
+
+
+def update_api(project: Path, log: Path, **options) -> None:
+    with hook_log(log):
+        run_update(str(project), vcs_ref="v2.0.0", defaults=True, overwrite=True, unsafe=True,
+                   **options)
+
+
+def assert_release_arrived(project: Path) -> None:
+    dockerfile = (project / "Dockerfile").read_text()
+    assert f"ARG UV_IMAGE={NEW_UV_IMAGE}" in dockerfile
+    assert DOCKERFILE_LINE in dockerfile
+    assert (project / NEW_FILE).exists()
+    assert yaml.safe_load((project / ".copier-answers.yml").read_text())["_commit"] == "v2.0.0"
+
+
+def assert_lock_follows(project: Path) -> None:
+    text = (project / "uv.lock").read_text()
+    assert not MARKER.search(text)
+    check = uv(project, "lock", "--check")
+    assert check.returncode == 0, check.stderr
+
+
+def assert_user_edits_kept(project: Path) -> None:
+    assert README_LINE in (project / "README.md").read_text()
+    assert f'"{USER_DEPENDENCY}"' in (project / "pyproject.toml").read_text()
+    package = yaml.safe_load((project / ".copier-answers.yml").read_text())["package_name"]
+    assert (project / "src" / package / "extra.py").read_text().endswith("return 42\n")
+
+
+def assert_clean_update(project: Path, log: Path) -> None:
+    assert_user_edits_kept(project)
+    assert_release_arrived(project)
+    assert_lock_follows(project)
+    names = {package["name"] for package in lock_data(project)["package"]}
+    assert "six" in names
+    assert dev_specifiers(project)["pytest"] == ">=8.1"  # relocked from the new pyproject.toml
+    assert log_lines(log) == [f"update {project.resolve()}"]
+    assert rej_files(project) == []
+    assert unmerged(project) == []
+
+
+def test_update_through_the_api(edited_v1, tmp_path, capfd):
+    project = clone(edited_v1, tmp_path / "project")
+    update_api(project, tmp_path / "hook.log")
+    assert_clean_update(project, tmp_path / "hook.log")
+    out, err = capfd.readouterr()
+    assert "template updated from v1.0.0 to v2.0.0" in out
+    assert "now follows ml-container-template v2.0.0" in err
+    assert "CHANGELOG.md" in err and "make verify" in err
+
+
+def test_update_through_the_cli(edited_v1, tmp_path):
+    project = clone(edited_v1, tmp_path / "project")
+    log = tmp_path / "hook.log"
+    result = subprocess.run(
+        [str(COPIER), "update", "--trust", "--defaults", "--vcs-ref", "v2.0.0"],
+        cwd=project, env={**os.environ, **GIT_ENV, "ML_TEMPLATE_HOOK_LOG": str(log)},
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert_clean_update(project, log)
+    assert "template updated from v1.0.0 to v2.0.0" in result.stdout
+    assert "CHANGELOG.md" in result.stderr
+
+
+def test_update_with_the_index_unreachable_keeps_the_old_lock(template_repo, tmp_path, capfd):
+    """The lock needs the CPU index (torch), which is gone by the time the update runs."""
+    mirror_url = build_mirror(tmp_path / "mirror")
+    project = generate_v1(template_repo, tmp_path / "project", mirror_url, tmp_path / "copy.log",
+                          ml_libraries=["torch"])
+    before = (project / "uv.lock").read_bytes()
+    (tmp_path / "mirror" / "simple").rename(tmp_path / "mirror" / "gone")
+    capfd.readouterr()
+
+    update_api(project, tmp_path / "hook.log")
+
+    assert_release_arrived(project)
+    assert PYTEST_V2 in (project / "pyproject.toml").read_text()
+    assert (project / "uv.lock").read_bytes() == before
+    assert lock_data(project)["package"]
+    assert log_lines(tmp_path / "hook.log") == [f"update {project.resolve()}"]
+    out, _ = capfd.readouterr()
+    failure = next(line for line in out.splitlines() if "could not lock the project" in line)
+    assert "index" in failure  # names the failure: torch's index is missing or unreachable
+    assert "uv.lock was left as it was" in out
+    assert f"Next, run:  cd {project.resolve()} && uv lock" in out
+    # Once the index is back, the command the message names brings the lock up to date.
+    (tmp_path / "mirror" / "gone").rename(tmp_path / "mirror" / "simple")
+    assert uv(project, "lock").returncode == 0
+    assert_lock_follows(project)
+
+
+def test_pyproject_conflict_leaves_markers_there_and_none_in_the_lock(edited_v1, tmp_path,
+                                                                     capfd):
+    """The user raised the same pytest floor the release raises, to another version."""
+    project = clone(edited_v1, tmp_path / "project")
+    replace_once(project / "pyproject.toml", PYTEST_V1, '"pytest>=8.2",')
+    assert uv(project, "lock").returncode == 0
+    commit_all(project, "Require a newer pytest")
+    before = (project / "uv.lock").read_bytes()
+    capfd.readouterr()
+
+    update_api(project, tmp_path / "hook.log")
+
+    pyproject = (project / "pyproject.toml").read_text()
+    assert "<<<<<<< before updating" in pyproject and ">>>>>>> after updating" in pyproject
+    assert unmerged(project) == ["pyproject.toml"]
+    assert (project / "uv.lock").read_bytes() == before
+    assert not MARKER.search(before.decode())
+    assert rej_files(project) == []
+    assert_release_arrived(project)
+    assert log_lines(tmp_path / "hook.log") == [f"update {project.resolve()}"]
+    out, _ = capfd.readouterr()
+    assert "pyproject.toml has merge conflict markers" in out
+    assert "uv lock   (after resolving the conflicts in pyproject.toml)" in out
+
+    # Keep the user's side ("before updating"), as a user resolving the conflict would.
+    resolved = re.sub(
+        r"<<<<<<< before updating\n(.*?)=======\n.*?>>>>>>> after updating\n",
+        r"\1", pyproject, flags=re.DOTALL,
+    )
+    (project / "pyproject.toml").write_text(resolved)
+    assert not MARKER.search(resolved)
+    assert uv(project, "lock").returncode == 0
+    assert_lock_follows(project)
+    assert dev_specifiers(project)["pytest"] == ">=8.2"
+    assert_user_edits_kept(project)
+
+
+def test_a_lock_committed_with_conflict_markers_is_rebuilt(edited_v1, tmp_path, capfd):
+    """Markers the user committed in uv.lock (say, from a git merge) never survive an update."""
+    project = clone(edited_v1, tmp_path / "project")
+    lock = project / "uv.lock"
+    lines = lock.read_text().splitlines(keepends=True)
+    lock.write_text("".join(["<<<<<<< HEAD\n", *lines[:3], "=======\n", *lines[:3],
+                             ">>>>>>> other\n", *lines[3:]]))
+    commit_all(project, "Commit a conflicted lock")
+    capfd.readouterr()
+
+    update_api(project, tmp_path / "hook.log")
+
+    assert "uv.lock had merge conflict markers" in capfd.readouterr().out
+    assert_clean_update(project, tmp_path / "hook.log")
+
+
+def test_hook_removes_a_conflicted_lock_even_when_pyproject_is_conflicted(tmp_path):
+    """No relock is possible then, but the lock must not keep its markers."""
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n<<<<<<< before updating\nversion = "1"\n=======\n'
+        'version = "2"\n>>>>>>> after updating\n'
+    )
+    (tmp_path / "uv.lock").write_text("version = 1\n<<<<<<< HEAD\n=======\n>>>>>>> other\n")
+    result = subprocess.run(
+        [sys.executable, str(HOOK), "--project", str(tmp_path), "--after-update"],
+        capture_output=True, text=True, check=False,
+        env={k: v for k, v in os.environ.items() if k != "ML_TEMPLATE_STRICT"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "uv.lock").exists()
+    assert "pyproject.toml has merge conflict markers" in result.stdout
+    assert "uv.lock is absent" in result.stdout
