@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -91,8 +92,18 @@ class LockGuard:
         self.before = lock.read_bytes() if lock.exists() else None
 
     def restore(self) -> None:
+        """Put the lock back as it was; a failure to do so is reported, never raised."""
+        try:
+            self._put_back()
+        except OSError as error:
+            say(f"warning: could not put uv.lock back as it was ({error})")
+
+    def _put_back(self) -> None:
         if self.before is None:
-            self.lock.unlink(missing_ok=True)
+            # Only unlink what is there: on a read-only file system even a missing
+            # file's unlink fails with EROFS.
+            if self.lock.exists() or self.lock.is_symlink():
+                self.lock.unlink()
             return
         if self.lock.exists() and self.lock.read_bytes() == self.before:
             return
@@ -130,14 +141,49 @@ NETWORK_SIGNS = (
 )
 
 
-def classify(uv_output: str, index_url: str) -> Failure:
+AUTH_SIGNS = (
+    "lack of valid authentication credentials", "401 unauthorized", "403 forbidden",
+    "missing credentials", "no credentials",
+)
+
+
+def credential_variables(project: Path | None) -> str:
+    """uv's variables for the index's credentials: its name uppercased, other characters as _."""
+    name = "pytorch-cpu"
+    try:
+        text = (project / "pyproject.toml").read_text(encoding="utf-8") if project else ""
+        found = re.search(r'^\[\[tool\.uv\.index\]\]\s*\nname\s*=\s*"([^"]+)"', text, re.M)
+        name = found[1] if found else name
+    except OSError:
+        pass
+    prefix = "UV_INDEX_" + re.sub(r"[^A-Z0-9]", "_", name.upper())
+    return f"{prefix}_USERNAME and {prefix}_PASSWORD"
+
+
+def classify(uv_output: str, index_url: str, project: Path | None = None) -> Failure:
     """Name what went wrong from uv's message; a resolution conflict is never a network error."""
     text = uv_output.lower()
     detail = shorten(uv_output)
+    if any(sign in text for sign in AUTH_SIGNS):
+        # uv reports a 401 on the index as "not found" with a hint: the hint is the cause.
+        variables = credential_variables(project)
+        return Failure(
+            f"the index refused access without valid credentials (is {index_url} private?)",
+            detail,
+            f"uv lock   (with {variables} set in the environment)",
+        )
     if "no solution found" in text or "unsatisfiable" in text:
         if "not found in the package registry" in text or "was not found in the provided" in text:
             return Failure(
                 f"a package is missing from an index (is torch served at {index_url}?)", detail
+            )
+        if "compatible wheels" in text:
+            return Failure(
+                "the dependencies cannot be satisfied: a package has no wheels for one of the "
+                "lock platforms (a conflict, not a network problem)",
+                detail,
+                "uv lock   (after removing that platform from environments and "
+                "required-environments in pyproject.toml, or with an index that has its wheels)",
             )
         return Failure(
             "the dependencies cannot be satisfied together (a conflict, not a network problem)",
@@ -151,10 +197,38 @@ def classify(uv_output: str, index_url: str) -> Failure:
             "uv python install   (then: uv lock)",
         )
     if "permission denied" in text or "read-only file system" in text:
-        return Failure("uv.lock could not be written (permission denied)", detail)
+        return Failure(
+            "uv could not write a file (permission denied: is the project or uv's cache "
+            "read-only?)",
+            detail,
+            NOT_WRITABLE_NEXT,
+        )
     if any(sign in text for sign in NETWORK_SIGNS):
         return Failure("a package index could not be reached or answered with an error", detail)
     return Failure("uv lock failed", detail)
+
+
+NOT_WRITABLE = "uv.lock could not be written (permission denied: the project is read-only)"
+NOT_WRITABLE_NEXT = "uv lock   (as a user who may write to the project)"
+
+
+def writable(project: Path) -> bool:
+    """Whether uv.lock can be written: the directory, and the lock if it exists."""
+    lock = project / "uv.lock"
+    return os.access(project, os.W_OK | os.X_OK) and (not lock.exists() or os.access(lock, os.W_OK))
+
+
+def lock_timeout() -> float:
+    """ML_TEMPLATE_LOCK_TIMEOUT in seconds; a bad value falls back to the default, with a word."""
+    raw = os.environ.get("ML_TEMPLATE_LOCK_TIMEOUT", "")
+    try:
+        value = float(raw) if raw.strip() else 900.0
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value != value:  # also rejects NaN
+        say(f"ignoring ML_TEMPLATE_LOCK_TIMEOUT={raw!r} (not a positive number of seconds)")
+        value = 900.0
+    return value
 
 
 def index_url(project: Path) -> str:
@@ -188,7 +262,7 @@ def run_uv_lock(uv: str, project: Path, timeout: float) -> Failure | None:
         stop(process)
         raise
     if process.returncode != 0:
-        return classify(output, index_url(project))
+        return classify(output, index_url(project), project)
     return None
 
 
@@ -223,22 +297,27 @@ def lock(project: Path, after_update: bool) -> Failure | None:
     pyproject, lockfile = project / "pyproject.toml", project / "uv.lock"
     if not pyproject.exists():
         return Failure(f"{pyproject} does not exist", next_step="copier recopy --trust")
+    if not writable(project):
+        # Checked first: locking takes minutes, and its result could not be saved.
+        return Failure(NOT_WRITABLE, next_step=NOT_WRITABLE_NEXT)
+    if has_conflict_markers(lockfile):
+        # The lock is derived data: rebuild it from pyproject.toml rather than merge it. Removed
+        # before the pyproject.toml check, so no conflict marker survives in it even when that
+        # fails; on copy too, as `copier recopy` keeps the project's uv.lock.
+        say("uv.lock had merge conflict markers; removing it, to rebuild it from pyproject.toml")
+        lockfile.unlink()
     if has_conflict_markers(pyproject):
         return Failure(
             "pyproject.toml has merge conflict markers from the update; resolve them first",
             next_step="uv lock   (after resolving the conflicts in pyproject.toml)",
         )
-    if after_update and has_conflict_markers(lockfile):
-        # The lock is derived data: rebuild it from pyproject.toml rather than merge it.
-        say("uv.lock had merge conflict markers; rebuilding it from pyproject.toml")
-        lockfile.unlink()
     uv = find_uv()
     if uv is None:
         return Failure(
             f"uv is not on PATH (install it: {UV_INSTALL_URL})",
             next_step="uv lock   (once uv is installed)",
         )
-    timeout = float(os.environ.get("ML_TEMPLATE_LOCK_TIMEOUT", "900"))
+    timeout = lock_timeout()
     guard = LockGuard(lockfile)
     say(f"locking against {index_url(project)} with {uv} ...")
     try:
@@ -277,6 +356,13 @@ def report_failure(project: Path, failure: Failure) -> None:
     say(*lines)
 
 
+def announce_update() -> None:
+    """Name the template versions; Copier passes them to migrations as VERSION_FROM/VERSION_TO."""
+    old, new = os.environ.get("VERSION_FROM"), os.environ.get("VERSION_TO")
+    if old and new:
+        say(f"template updated from {old} to {new}" if old != new else f"template {new} kept")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", type=Path, default=Path.cwd(), help="project directory")
@@ -284,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     project = args.project.resolve()
     log_run(project, "update" if args.after_update else "copy")
+    if args.after_update:
+        announce_update()
     failure = lock(project, args.after_update)
     if failure is None:
         return 0

@@ -135,3 +135,19 @@ def test_every_dockerfile_instruction_has_a_why_comment(rendered):
             same_kind = previous.split(" ")[0] == line.split(" ")[0] == "ARG"
             assert lines[number - 1].startswith("#") or same_kind, f"no comment above: {line}"
             previous = line
+
+
+@pytest.mark.parametrize("installer", ["conda", "uv"])
+def test_torchaudio_takes_the_release_line_that_has_it(tmp_path, installer):
+    """torchaudio stopped at 2.11: choosing it moves the whole torch family, conda and uv alike."""
+    answers = answers_for("default", ml_libraries=["torchaudio", "torchvision"],
+                          torch_installer=installer)
+    project = render(tmp_path / "project", answers)
+    requirements = tomllib.loads((project / "pyproject.toml").read_text())["project"]
+    assert {"torch==2.11.*", "torchvision==0.26.*", "torchaudio==2.11.*"} <= set(
+        requirements["dependencies"])
+    specs = {str(spec) for spec in checks.conda_specs(project)}
+    if installer == "conda":
+        assert {"pytorch-cpu 2.11.*", "torchvision 0.26.* cpu*", "torchaudio 2.11.* cpu*"} <= specs
+    else:
+        assert not any(spec.startswith(("pytorch", "torch")) for spec in specs)

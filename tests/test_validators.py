@@ -33,15 +33,6 @@ def test_bad_answer_is_refused_by_name(tmp_path, question, value, message):
     assert not destination.exists()
 
 
-def test_conda_cannot_own_torchaudio(tmp_path):
-    destination = tmp_path / "project"
-    answers = answers_for("default", ml_libraries=["torchaudio"], torch_installer="conda")
-    with pytest.raises(ValueError, match="question 'torch_installer'") as refused:
-        render(destination, answers)
-    assert "torchaudio" in str(refused.value) and "torch_installer=uv" in str(refused.value)
-    assert not destination.exists()
-
-
 @pytest.mark.parametrize(("name", "slug", "package"), [
     ("Embedding Service", "embedding-service", "embedding_service"),
     ("  Über  Café!! ", "ber-caf", "ber_caf"),

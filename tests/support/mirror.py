@@ -93,11 +93,10 @@ def build_synthetic_torch(folder: Path, version: str = TORCH_VERSION) -> Path:
     return build_wheel(folder, "torch", version, files, ("filelock", "typing-extensions>=4.10.0"))
 
 
-def build_companion(folder: Path, name: str, version: str) -> Path:
-    """A synthetic torchvision or torchaudio `+cpu` wheel tied to our torch release."""
-    base = TORCH_VERSION.split("+")[0]
+def build_companion(folder: Path, name: str, version: str, torch_version: str) -> Path:
+    """A synthetic torchvision or torchaudio `+cpu` wheel tied to one torch release."""
     files = {f"{name}/__init__.py": f'__version__ = "{version}"\n'.encode()}
-    return build_wheel(folder, name, version, files, (f"torch=={base}",))
+    return build_wheel(folder, name, version, files, (f"torch=={torch_version}",))
 
 
 def write_project_page(index_root: Path, project: str, wheels: list[Path]) -> None:
@@ -115,21 +114,27 @@ def write_project_page(index_root: Path, project: str, wheels: list[Path]) -> No
     )
 
 
-COMPANIONS = {"torchvision": "0.28.0+cpu", "torchaudio": "2.13.0+cpu"}
+# The catalogue's torch release lines: 2.13 (torch on disk) and 2.11 (torchaudio's last release).
+OLDER_TORCH = "2.11.0+cpu"
+COMPANIONS = {
+    "torchvision": [("0.28.0+cpu", "2.13.0"), ("0.26.0+cpu", "2.11.0")],
+    "torchaudio": [("2.11.0+cpu", "2.11.0")],
+}
 
 
 def build_mirror(root: Path, *, synthetic: bool | None = None) -> str:
     """Create a PEP 503 index under `root` serving the torch family; return its `file://` URL.
 
     `synthetic=None` uses the real torch wheel when present; True forces the synthetic one.
-    torchvision and torchaudio are always synthetic (only torch exists on disk).
+    The older torch line, torchvision and torchaudio are always synthetic: one torch is on disk.
     """
     wheels = root / "wheels"
     torch = None if synthetic else real_torch_wheel()
     if torch is None:
         torch = build_synthetic_torch(wheels)
     index_root = root / "simple"
-    write_project_page(index_root, "torch", [torch])
-    for name, version in COMPANIONS.items():
-        write_project_page(index_root, name, [build_companion(wheels, name, version)])
+    write_project_page(index_root, "torch", [torch, build_synthetic_torch(wheels, OLDER_TORCH)])
+    for name, releases in COMPANIONS.items():
+        built = [build_companion(wheels, name, version, torch) for version, torch in releases]
+        write_project_page(index_root, name, built)
     return index_root.resolve().as_uri()

@@ -1,0 +1,399 @@
+"""The lock hook under faults, each with a real process: the project survives whatever happens.
+
+Every case renders a project with tasks off, then runs `hooks/lock_project.py --project <dir>`
+twice at once, in normal and in strict mode (ML_TEMPLATE_STRICT=1), each on its own copy.
+For every case:
+
+- the project is kept and whole: every rendered file present and byte-for-byte unchanged;
+- `uv.lock` is absent, or a complete lock uv wrote;
+- the message names the failure class (and no other) and what to run next;
+- normal mode exits 0 (so Copier keeps the files), strict mode exits 1;
+- nothing is written beside the project, and no uv process is left running in it.
+
+uv runs with its default retries and timeouts; each run gets a fresh UV_CACHE_DIR so a warm
+cache cannot hide a fault of the index.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from copier import run_copy
+from copier.errors import TaskError
+from plumbum import local
+
+from tests.support import mirror
+from tests.support.compat import tomllib
+from tests.support.index_server import IndexFiles, IndexServer
+from tests.support.render import ROOT, local_answers, render
+
+HOOK = ROOT / "hooks" / "lock_project.py"
+SLOW_TIMEOUT = "5"  # ML_TEMPLATE_LOCK_TIMEOUT for the stalled-index case, in seconds
+
+# One distinct phrase per failure class; a message must carry its own and no other.
+CLASSES = {
+    "network": "could not be reached or answered with an error",
+    "timeout": "took longer than",
+    "missing": "a package is missing from an index",
+    "conflict": "cannot be satisfied",
+    "no-uv": "uv is not on PATH",
+    "interrupted": "interrupted while locking",
+    "permission": "permission denied",
+    "auth": "refused access without valid credentials",
+}
+BASE_ANSWERS = {
+    "project_name": "Fault Probe",
+    "ml_libraries": ["torch"],
+    "vector_store": "none",
+    "torch_installer": "uv",
+}
+
+
+@pytest.fixture(scope="module")
+def index_files(tmp_path_factory) -> IndexFiles:
+    """Small synthetic CPU wheels for the HTTP index (the real torch wheel is 200 MB)."""
+    root = tmp_path_factory.mktemp("fault-wheels")
+    mirror.build_mirror(root, synthetic=True)
+    return IndexFiles.from_mirror(root / "simple")
+
+
+@pytest.fixture(scope="module")
+def x86_only_mirror(tmp_path_factory) -> str:
+    return mirror.build_mirror(tmp_path_factory.mktemp("x86-mirror"), synthetic=True)
+
+
+# --------------------------------------------------------------------------- the harness
+
+
+def digest_tree(folder: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*")) if path.is_file()
+    }
+
+
+def listing_outside(nest: Path, project: Path) -> list[str]:
+    """Everything under the project's parent that is not inside the project."""
+    return sorted(
+        str(path.relative_to(nest)) for path in nest.rglob("*")
+        if path != project and project not in path.parents
+    )
+
+
+def processes_in(project: Path) -> list[int]:
+    """Processes whose working directory is inside the project (a uv left running)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = Path(os.readlink(entry / "cwd"))
+        except OSError:
+            continue
+        if cwd == project or project in cwd.parents:
+            found.append(int(entry.name))
+    return found
+
+
+@dataclass
+class Case:
+    """One rendered project and the hook run on it."""
+
+    strict: bool
+    nest: Path
+    project: Path
+    cache: Path
+    files: dict[str, str]
+    outside: list[str]
+    process: subprocess.Popen | None = None
+    output: str = ""
+    returncode: int | None = None
+
+    @classmethod
+    def render(cls, root: Path, strict: bool, answers: dict) -> Case:
+        nest = root / ("strict" if strict else "normal")
+        project = render(nest / "project", answers)
+        case = cls(strict, nest, project, root / f"uv-cache-{strict}", digest_tree(project), [])
+        case.outside = listing_outside(nest, project)
+        return case
+
+    def env(self, **extra: str | None) -> dict[str, str]:
+        env = {**os.environ, "UV_CACHE_DIR": str(self.cache), "ML_TEMPLATE_STRICT": "0"}
+        env.pop("UV_NO_CACHE", None)
+        if self.strict:
+            env["ML_TEMPLATE_STRICT"] = "1"
+        for key, value in extra.items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
+        return env
+
+    def start(self, *, prefix: tuple[str, ...] = (), new_session: bool = False,
+              python: str = sys.executable, **env: str | None) -> subprocess.Popen:
+        self.process = subprocess.Popen(
+            [*prefix, python, str(HOOK), "--project", str(self.project)],
+            cwd=self.nest, env=self.env(**env), stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, start_new_session=new_session,
+        )
+        return self.process
+
+    def wait(self, timeout: float = 180) -> Case:
+        self.output, _ = self.process.communicate(timeout=timeout)
+        self.returncode = self.process.returncode
+        return self
+
+    def check(self, kind: str | None) -> None:
+        """The guarantees every fault case must keep; kind=None for a successful lock."""
+        where = f"({'strict' if self.strict else 'normal'} mode)\n{self.output}"
+        assert "Traceback" not in self.output, where
+        after = digest_tree(self.project)
+        lock = after.pop("uv.lock", None)
+        assert after == self.files, f"the project changed {where}"
+        assert listing_outside(self.nest, self.project) == self.outside, f"wrote outside {where}"
+        assert not processes_in(self.project), f"a process is still running in the project {where}"
+        if kind is None:
+            assert self.returncode == 0, where
+            assert lock is not None, where
+            data = tomllib.loads((self.project / "uv.lock").read_text(encoding="utf-8"))
+            names = {package["name"] for package in data["package"]}
+            assert data["version"] >= 1 and {"fault-probe", "torch"} <= names, where
+            return
+        assert lock is None, f"uv.lock was left behind {where}"
+        assert self.returncode == (1 if self.strict else 0), where
+        assert "could not lock the project: " in self.output, where
+        assert CLASSES[kind] in self.output, where
+        for other, phrase in CLASSES.items():
+            if other != kind:
+                assert phrase not in self.output, f"{kind} reported as {other} {where}"
+        assert f"Your project in {self.project} is kept and complete; uv.lock is absent." \
+            in self.output, where
+        assert f"Next, run:  cd {self.project} && uv lock" in self.output, where
+
+
+def run_both(root: Path, answers: dict, python: str = sys.executable,
+             **env: str | None) -> list[Case]:
+    """Normal and strict mode at once, each on its own copy of the project."""
+    cases = [Case.render(root, strict, answers) for strict in (False, True)]
+    for case in cases:
+        case.start(python=python, **env)
+    return [case.wait() for case in cases]
+
+
+def python_310() -> str | None:
+    """A Python 3.10 interpreter, the oldest the hook supports, if this machine has one."""
+    candidates = [shutil.which("python3.10"),
+                  *map(str, sorted(Path.home().glob(".pyenv/versions/3.10*/bin/python3.10")))]
+    for candidate in filter(None, candidates):
+        check = "import sys; assert sys.version_info[:2] == (3, 10)"
+        probe = subprocess.run([candidate, "-c", check], capture_output=True, check=False)
+        if probe.returncode == 0:
+            return candidate
+    return None
+
+
+def closed_port_url() -> str:
+    """An http URL on a loopback port nothing listens on (connection refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/simple"
+
+
+# --------------------------------------------------------------------------- the matrix
+
+
+@pytest.mark.parametrize("interpreter", ["current", "3.10"])
+def test_control_a_healthy_index_locks(tmp_path, index_files, interpreter):
+    """The harness itself: against a healthy index both modes lock and exit 0, also when the
+    hook runs on Python 3.10 (no tomllib: it checks the lock and runs the report another way)."""
+    python = sys.executable if interpreter == "current" else python_310()
+    if python is None:
+        pytest.skip("no Python 3.10 interpreter on this machine")
+    with IndexServer(index_files) as server:
+        for case in run_both(tmp_path, local_answers(server.url, **BASE_ANSWERS), python=python):
+            case.check(None)
+            assert "uv.lock footprint" in case.output  # the lock report ran
+
+
+def test_private_index_without_credentials(tmp_path, index_files):
+    """A 401 from the index is named as such, with the variables uv reads credentials from."""
+    with IndexServer(index_files, auth=("ci-user", "s3cr3t")) as server:
+        cases = run_both(tmp_path, local_answers(server.url, **BASE_ANSWERS),
+                         UV_INDEX_PYTORCH_CPU_USERNAME=None, UV_INDEX_PYTORCH_CPU_PASSWORD=None)
+    for case in cases:
+        case.check("auth")
+        assert "UV_INDEX_PYTORCH_CPU_USERNAME and UV_INDEX_PYTORCH_CPU_PASSWORD" in case.output
+
+
+@pytest.mark.parametrize(("fault", "kind", "uv_words"), [
+    ("503", "network", "503 Service Unavailable"),
+    ("truncated", "network", "end of file before message length reached"),
+    ("404", "missing", "torch was not found in the package registry"),
+])
+def test_index_fault(tmp_path, index_files, fault, kind, uv_words):
+    with IndexServer(index_files, fault) as server:
+        cases = run_both(tmp_path, local_answers(server.url, **BASE_ANSWERS))
+        assert server.requests, "uv never asked the index"
+    for case in cases:
+        case.check(kind)
+        assert uv_words in case.output  # uv's own reason, passed on
+
+
+def test_index_slower_than_the_lock_timeout(tmp_path, index_files):
+    with IndexServer(index_files, "slow", delay=120) as server:
+        started = time.monotonic()
+        cases = run_both(tmp_path, local_answers(server.url, **BASE_ANSWERS),
+                         ML_TEMPLATE_LOCK_TIMEOUT=SLOW_TIMEOUT)
+        elapsed = time.monotonic() - started
+        assert server.stalled.is_set()
+    assert elapsed < 60, "the hook did not stop uv at its timeout"
+    for case in cases:
+        case.check("timeout")
+        assert "raise ML_TEMPLATE_LOCK_TIMEOUT" in case.output
+
+
+def test_unreachable_index(tmp_path):
+    for case in run_both(tmp_path, local_answers(closed_port_url(), **BASE_ANSWERS)):
+        case.check("network")
+
+
+def test_uv_missing(tmp_path, x86_only_mirror):
+    path = os.pathsep.join(
+        folder for folder in os.environ.get("PATH", "").split(os.pathsep)
+        if folder and not (Path(folder) / "uv").exists()
+    )
+    assert shutil.which("uv", path=path) is None
+    for case in run_both(tmp_path, local_answers(x86_only_mirror, **BASE_ANSWERS),
+                         PATH=path, UV=None):
+        case.check("no-uv")
+        assert "once uv is installed" in case.output
+
+
+def test_unsatisfiable_platform(tmp_path, x86_only_mirror):
+    """linux/arm64 against a mirror that only has x86_64 torch: a conflict, not the network."""
+    answers = local_answers(x86_only_mirror, **BASE_ANSWERS, lock_platforms=["linux/arm64"])
+    for case in run_both(tmp_path, answers):
+        case.check("conflict")
+        assert "compatible wheels" in case.output
+        assert "environments" in case.output  # the next step says what to change
+
+
+@pytest.mark.parametrize("target", ["hook", "process-group"])
+def test_interrupted_mid_lock(tmp_path, index_files, target):
+    """SIGINT once uv is waiting on the index: to the hook alone, or to the whole group (Ctrl-C)."""
+    for strict in (False, True):
+        with IndexServer(index_files, "slow", delay=120) as server:
+            case = Case.render(tmp_path, strict, local_answers(server.url, **BASE_ANSWERS))
+            process = case.start(new_session=True, ML_TEMPLATE_LOCK_TIMEOUT="300")
+            first_line = process.stdout.readline()
+            assert "locking against" in first_line
+            assert server.stalled.wait(60), "uv never reached the index"
+            if target == "hook":
+                process.send_signal(signal.SIGINT)
+            else:
+                os.killpg(process.pid, signal.SIGINT)
+            case.wait(timeout=60)
+            case.output = first_line + case.output
+        case.check("interrupted")
+
+
+def read_only_prefix(project: Path) -> tuple[str, ...] | None:
+    """A command prefix that runs the hook with `project` mounted read-only, for root."""
+    script = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" "$0" && exec "$@"'
+    prefix = ("unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(project))
+    if shutil.which("unshare") is None:
+        return None
+    probe = subprocess.run([*prefix, "sh", "-c", f'! touch "{project}/.probe"'],
+                           capture_output=True, check=False)
+    (project / ".probe").unlink(missing_ok=True)
+    return prefix if probe.returncode == 0 else None
+
+
+def test_read_only_project(tmp_path, x86_only_mirror):
+    """Root ignores file modes, so as root the project is a read-only bind mount instead."""
+    cases = [Case.render(tmp_path, strict, local_answers(x86_only_mirror, **BASE_ANSWERS))
+             for strict in (False, True)]
+    as_root = os.geteuid() == 0
+    try:
+        for case in cases:
+            if as_root:
+                prefix = read_only_prefix(case.project)
+                if prefix is None:
+                    pytest.skip("running as root, and no private read-only bind mount is "
+                                "permitted here (unshare/mount refused), so nothing is read-only")
+                case.start(prefix=prefix)
+            else:
+                case.project.chmod(0o555)
+                case.start()
+            case.wait()
+    finally:
+        for case in cases:
+            case.project.chmod(0o755)
+    for case in cases:
+        case.check("permission")
+        assert "as a user who may write to the project" in case.output
+
+
+# --------------------------------------------------------------------------- through Copier
+
+
+@contextlib.contextmanager
+def task_env(monkeypatch, **values: str | None):
+    """Environment for Copier's tasks. Copier runs them with plumbum's `local.env`, a copy of
+    os.environ taken when plumbum is imported, so monkeypatching os.environ alone misses them."""
+    for key, value in values.items():
+        if value is None:
+            monkeypatch.delenv(key, raising=False)
+        else:
+            monkeypatch.setenv(key, value)
+    with local.env(**{k: v for k, v in values.items() if v is not None}):
+        for key in [k for k, v in values.items() if v is None]:
+            local.env.pop(key, None)
+        yield
+
+
+def test_copier_keeps_the_project_when_the_index_is_unreachable(tmp_path, monkeypatch, capfd):
+    """`copier copy` runs the hook as its task; with the index down, Copier keeps every file."""
+    answers = local_answers(closed_port_url(), **BASE_ANSWERS)
+    reference = digest_tree(render(tmp_path / "reference", answers))
+    destination = tmp_path / "nest" / "project"
+    with task_env(monkeypatch, UV_CACHE_DIR=str(tmp_path / "uv-cache"), ML_TEMPLATE_STRICT=None):
+        run_copy(str(ROOT), destination, data=answers, defaults=True, unsafe=True,
+                 vcs_ref="HEAD", skip_tasks=False, quiet=True)
+    output = capfd.readouterr().out
+    kept = digest_tree(destination)
+    # Every file, unchanged, and no uv.lock. Only the answers file may differ: Copier records
+    # a fresh commit id for a template with uncommitted changes on every render.
+    assert kept.keys() == reference.keys()
+    assert {k: v for k, v in kept.items() if k != ".copier-answers.yml"} == {
+        k: v for k, v in reference.items() if k != ".copier-answers.yml"}
+    recorded = yaml.safe_load((destination / ".copier-answers.yml").read_text())
+    assert {k: recorded[k] for k in answers} == answers
+    assert sorted(p.name for p in (tmp_path / "nest").iterdir()) == ["project"]
+    assert CLASSES["network"] in output
+    assert f"Next, run:  cd {destination} && uv lock" in output
+
+
+def test_copier_strict_mode_fails_the_copy(tmp_path, monkeypatch, index_files):
+    """For CI: ML_TEMPLATE_STRICT=1 turns a failed lock into Copier's TaskError."""
+    env = task_env(monkeypatch, UV_CACHE_DIR=str(tmp_path / "uv-cache"), ML_TEMPLATE_STRICT="1")
+    with env, IndexServer(index_files, "404") as server:
+        answers = local_answers(server.url, **BASE_ANSWERS)
+        with pytest.raises(TaskError):
+            run_copy(str(ROOT), tmp_path / "project", data=answers, defaults=True, unsafe=True,
+                     vcs_ref="HEAD", skip_tasks=False, quiet=True)
+    # Copier removes a new project whose task failed (its cleanup_on_error): strict is for CI.
+    assert not (tmp_path / "project").exists()
