@@ -151,7 +151,7 @@ def synthetic_project(tmp_path) -> tuple[Path, Path]:
     folder = write_pyproject(tmp_path / "proj", "p4", ["torch==2.13.*"],
                              index_url="../mirror/simple", environments=[AMD64])
     uv_lock(folder)
-    wheels = list((tmp_path / "mirror" / "wheels").glob("torch-*.whl"))
+    wheels = list((tmp_path / "mirror" / "wheels").glob("torch-2.13.*.whl"))
     assert len(wheels) == 1
     return folder, wheels[0]
 
