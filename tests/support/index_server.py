@@ -6,7 +6,6 @@ when the CPU index answers 503, lacks torch (404), stalls, or cuts its answer sh
 
 from __future__ import annotations
 
-import hashlib
 import html
 import re
 import threading
@@ -15,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
+
+from tests.support.mirror import project_page
 
 FAULTS = ("none", "503", "404", "slow", "truncated")
 
@@ -39,13 +40,7 @@ class IndexFiles:
         wheels = self.projects.get(project)
         if wheels is None:
             return None
-        links = []
-        for wheel in wheels:
-            digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-            href = f"../../files/{wheel.name}#sha256={digest}"
-            links.append(f'<a href="{html.escape(href)}">{html.escape(wheel.name)}</a><br/>')
-        body = "\n".join(links)
-        return f"<!DOCTYPE html>\n<html><body>\n{body}\n</body></html>\n".encode()
+        return project_page(wheels, lambda wheel: f"../../files/{wheel.name}").encode()
 
     def file(self, name: str) -> Path | None:
         for wheels in self.projects.values():

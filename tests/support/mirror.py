@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 TORCH_VERSION = "2.13.0+cpu"
@@ -99,19 +100,23 @@ def build_companion(folder: Path, name: str, version: str, torch_version: str) -
     return build_wheel(folder, name, version, files, (f"torch=={torch_version}",))
 
 
-def write_project_page(index_root: Path, project: str, wheels: list[Path]) -> None:
-    """Write `<index_root>/<project>/index.html` linking each wheel with its sha256 fragment."""
-    page_dir = index_root / project
-    page_dir.mkdir(parents=True, exist_ok=True)
+def project_page(wheels: list[Path], href: Callable[[Path], str]) -> str:
+    """A PEP 503 project page linking each wheel (at `href(wheel)`) with its sha256 fragment."""
     links = []
     for wheel in wheels:
         digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-        href = f"{wheel.resolve().as_uri()}#sha256={digest}"
-        links.append(f'<a href="{html.escape(href)}">{html.escape(wheel.name)}</a><br/>')
+        link = f"{href(wheel)}#sha256={digest}"
+        links.append(f'<a href="{html.escape(link)}">{html.escape(wheel.name)}</a><br/>')
     body = "\n".join(links)
-    (page_dir / "index.html").write_text(
-        f"<!DOCTYPE html>\n<html><body>\n{body}\n</body></html>\n", encoding="utf-8"
-    )
+    return f"<!DOCTYPE html>\n<html><body>\n{body}\n</body></html>\n"
+
+
+def write_project_page(index_root: Path, project: str, wheels: list[Path]) -> None:
+    """Write `<index_root>/<project>/index.html` linking the wheels by `file://` URL."""
+    page_dir = index_root / project
+    page_dir.mkdir(parents=True, exist_ok=True)
+    page = project_page(wheels, lambda wheel: wheel.resolve().as_uri())
+    (page_dir / "index.html").write_text(page, encoding="utf-8")
 
 
 # The catalogue's torch release lines: 2.13 (torch on disk) and 2.11 (torchaudio's last release).
