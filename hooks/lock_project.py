@@ -196,6 +196,14 @@ def classify(uv_output: str, index_url: str, project: Path | None = None) -> Fai
             detail,
             "uv python install   (then: uv lock)",
         )
+    if "python-build-standalone" in text or "cpython-" in text and "failed to download" in text:
+        # uv needs an interpreter for requires-python and could not fetch one: not the index.
+        return Failure(
+            "uv needs the project's Python to lock, found none installed, and could not "
+            "download one",
+            detail,
+            "uv python install   (or install that Python yourself; then: uv lock)",
+        )
     if "permission denied" in text or "read-only file system" in text:
         return Failure(
             "uv could not write a file (permission denied: is the project or uv's cache "

@@ -52,6 +52,7 @@ CLASSES = {
     "interrupted": "interrupted while locking",
     "permission": "permission denied",
     "auth": "refused access without valid credentials",
+    "python": "could not download one",
 }
 BASE_ANSWERS = {
     "project_name": "Fault Probe",
@@ -180,7 +181,8 @@ class Case:
                 assert phrase not in self.output, f"{kind} reported as {other} {where}"
         assert f"Your project in {self.project} is kept and complete; uv.lock is absent." \
             in self.output, where
-        assert f"Next, run:  cd {self.project} && uv lock" in self.output, where
+        next_step = "uv python install" if kind == "python" else "uv lock"
+        assert f"Next, run:  cd {self.project} && {next_step}" in self.output, where
 
 
 def run_both(root: Path, answers: dict, python: str = sys.executable,
@@ -280,6 +282,17 @@ def test_uv_missing(tmp_path, x86_only_mirror):
                          PATH=path, UV=None):
         case.check("no-uv")
         assert "once uv is installed" in case.output
+
+
+def test_python_missing_and_not_downloadable(tmp_path, x86_only_mirror):
+    """uv must fetch the project's Python and cannot: not an index problem."""
+    dead_mirror = closed_port_url().removesuffix("/simple")
+    for case in run_both(tmp_path, local_answers(x86_only_mirror, **BASE_ANSWERS),
+                         UV_PYTHON_PREFERENCE="only-managed",
+                         UV_PYTHON_INSTALL_DIR=str(tmp_path / "no-pythons"),
+                         UV_PYTHON_INSTALL_MIRROR=dead_mirror, UV_PYTHON_DOWNLOADS="automatic"):
+        case.check("python")
+        assert "uv python install" in case.output
 
 
 def test_unsatisfiable_platform(tmp_path, x86_only_mirror):
