@@ -26,6 +26,8 @@ from pathlib import Path
 PREFIX = "[ml-container-template]"
 CONFLICT_MARKERS = ("<<<<<<< ", "=======", ">>>>>>> ")
 UV_INSTALL_URL = "https://docs.astral.sh/uv/getting-started/installation/"
+NOT_WRITABLE = "uv.lock could not be written (permission denied: the project is read-only)"
+NOT_WRITABLE_NEXT = "uv lock   (as a user who may write to the project)"
 
 
 @dataclass
@@ -147,35 +149,47 @@ AUTH_SIGNS = (
 )
 
 
-def credential_variables(project: Path | None) -> str:
-    """uv's variables for the index's credentials: its name uppercased, other characters as _."""
-    name = "pytorch-cpu"
-    try:
-        text = (project / "pyproject.toml").read_text(encoding="utf-8") if project else ""
-        found = re.search(r'^\[\[tool\.uv\.index\]\]\s*\nname\s*=\s*"([^"]+)"', text, re.M)
-        name = found[1] if found else name
-    except OSError:
-        pass
-    prefix = "UV_INDEX_" + re.sub(r"[^A-Z0-9]", "_", name.upper())
-    return f"{prefix}_USERNAME and {prefix}_PASSWORD"
+# The template writes the index table as `[[tool.uv.index]]`, then `name = ...`, then `url = ...`.
+INDEX_TABLE = r'^\[\[tool\.uv\.index\]\]\s*\nname\s*=\s*"([^"]+)"\s*\nurl\s*=\s*"([^"]+)"'
 
 
-def classify(uv_output: str, index_url: str, project: Path | None = None) -> Failure:
+@dataclass
+class Index:
+    """The project's CPU index, as its pyproject.toml names it; best effort, for messages."""
+
+    name: str = "pytorch-cpu"
+    url: str = "the CPU index"
+
+    @classmethod
+    def of(cls, project: Path) -> Index:
+        try:
+            text = (project / "pyproject.toml").read_text(encoding="utf-8")
+        except OSError:
+            return cls()
+        found = re.search(INDEX_TABLE, text, re.MULTILINE)
+        return cls(*found.groups()) if found else cls()
+
+    def credential_variables(self) -> str:
+        """uv's variables for its credentials: the name uppercased, other characters as _."""
+        prefix = "UV_INDEX_" + re.sub(r"[^A-Z0-9]", "_", self.name.upper())
+        return f"{prefix}_USERNAME and {prefix}_PASSWORD"
+
+
+def classify(uv_output: str, index: Index) -> Failure:
     """Name what went wrong from uv's message; a resolution conflict is never a network error."""
     text = uv_output.lower()
     detail = shorten(uv_output)
     if any(sign in text for sign in AUTH_SIGNS):
         # uv reports a 401 on the index as "not found" with a hint: the hint is the cause.
-        variables = credential_variables(project)
         return Failure(
-            f"the index refused access without valid credentials (is {index_url} private?)",
+            f"the index refused access without valid credentials (is {index.url} private?)",
             detail,
-            f"uv lock   (with {variables} set in the environment)",
+            f"uv lock   (with {index.credential_variables()} set in the environment)",
         )
     if "no solution found" in text or "unsatisfiable" in text:
         if "not found in the package registry" in text or "was not found in the provided" in text:
             return Failure(
-                f"a package is missing from an index (is torch served at {index_url}?)", detail
+                f"a package is missing from an index (is torch served at {index.url}?)", detail
             )
         if "compatible wheels" in text:
             return Failure(
@@ -216,10 +230,6 @@ def classify(uv_output: str, index_url: str, project: Path | None = None) -> Fai
     return Failure("uv lock failed", detail)
 
 
-NOT_WRITABLE = "uv.lock could not be written (permission denied: the project is read-only)"
-NOT_WRITABLE_NEXT = "uv lock   (as a user who may write to the project)"
-
-
 def writable(project: Path) -> bool:
     """Whether uv.lock can be written: the directory, and the lock if it exists."""
     lock = project / "uv.lock"
@@ -239,25 +249,14 @@ def lock_timeout() -> float:
     return value
 
 
-def index_url(project: Path) -> str:
-    """The CPU index URL from pyproject.toml, for messages; best effort."""
-    try:
-        for line in (project / "pyproject.toml").read_text(encoding="utf-8").splitlines():
-            if line.startswith("url = "):
-                return line.split("=", 1)[1].strip().strip('"')
-    except OSError:
-        pass
-    return "the CPU index"
-
-
-def run_uv_lock(uv: str, project: Path, timeout: float) -> Failure | None:
+def run_uv_lock(uv: str, project: Path, index: Index, timeout: float) -> Failure | None:
     """Run `uv lock` in the project; None on success."""
     try:
         process = subprocess.Popen(
             [uv, "lock"], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
     except OSError as error:
-        return Failure(f"uv could not be started ({error})", next_step="uv lock")
+        return Failure(f"uv could not be started ({error})")
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -270,7 +269,7 @@ def run_uv_lock(uv: str, project: Path, timeout: float) -> Failure | None:
         stop(process)
         raise
     if process.returncode != 0:
-        return classify(output, index_url(project), project)
+        return classify(output, index)
     return None
 
 
@@ -300,7 +299,7 @@ def show_report(project: Path, uv: str) -> int:
     return result.returncode
 
 
-def lock(project: Path, after_update: bool) -> Failure | None:
+def lock(project: Path) -> Failure | None:
     """Lock the project; returns the failure to report, if any."""
     pyproject, lockfile = project / "pyproject.toml", project / "uv.lock"
     if not pyproject.exists():
@@ -326,10 +325,11 @@ def lock(project: Path, after_update: bool) -> Failure | None:
             next_step="uv lock   (once uv is installed)",
         )
     timeout = lock_timeout()
+    index = Index.of(project)
     guard = LockGuard(lockfile)
-    say(f"locking against {index_url(project)} with {uv} ...")
+    say(f"locking against {index.url} with {uv} ...")
     try:
-        failure = run_uv_lock(uv, project, timeout)
+        failure = run_uv_lock(uv, project, index, timeout)
         if failure is None and not is_complete_lock(lockfile):
             failure = Failure("uv lock finished but uv.lock is not a complete lock")
     except KeyboardInterrupt:
@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     log_run(project, "update" if args.after_update else "copy")
     if args.after_update:
         announce_update()
-    failure = lock(project, args.after_update)
+    failure = lock(project)
     if failure is None:
         return 0
     report_failure(project, failure)
