@@ -30,7 +30,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from copier import run_copy
 from copier.errors import TaskError
 from plumbum import local
 
@@ -384,8 +383,7 @@ def test_copier_keeps_the_project_when_the_index_is_unreachable(tmp_path, monkey
     reference = digest_tree(render(tmp_path / "reference", answers))
     destination = tmp_path / "nest" / "project"
     with task_env(monkeypatch, UV_CACHE_DIR=str(tmp_path / "uv-cache"), ML_TEMPLATE_STRICT=None):
-        run_copy(str(ROOT), destination, data=answers, defaults=True, unsafe=True,
-                 vcs_ref="HEAD", skip_tasks=False, quiet=True)
+        render(destination, answers, tasks=True)
     output = capfd.readouterr().out
     kept = digest_tree(destination)
     # Every file, unchanged, and no uv.lock. Only the answers file may differ: Copier records
@@ -406,7 +404,6 @@ def test_copier_strict_mode_fails_the_copy(tmp_path, monkeypatch, index_files):
     with env, IndexServer(index_files, "404") as server:
         answers = local_answers(server.url, **BASE_ANSWERS)
         with pytest.raises(TaskError):
-            run_copy(str(ROOT), tmp_path / "project", data=answers, defaults=True, unsafe=True,
-                     vcs_ref="HEAD", skip_tasks=False, quiet=True)
+            render(tmp_path / "project", answers, tasks=True)
     # Copier removes a new project whose task failed (its cleanup_on_error): strict is for CI.
     assert not (tmp_path / "project").exists()

@@ -14,21 +14,17 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
+from tests.support import checks
 from tests.support.compat import tomllib
 from tests.support.dockerfile_uv import CONDA_PREFIX, sync_steps
 from tests.support.mirror import build_wheel
-from tests.support.render import ANSWER_SETS, CATALOGUE, answers_for, local_answers, render
+from tests.support.render import ANSWER_SETS, answers_for, local_answers, render
 
 GPU_PREFIXES = ("nvidia-", "cuda-")
 AMD64_PY311 = {"sys_platform": "linux", "platform_machine": "x86_64", "python_version": "3.11",
                "python_full_version": "3.11.7", "platform_system": "Linux", "os_name": "posix",
                "implementation_name": "cpython", "platform_python_implementation": "CPython"}
 UV_ENV = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
-# The conda name each catalogue entry installs, mapped back to its PyPI distribution.
-CONDA_TO_PYPI = {entry["conda"]["name"]: entry["pypi"]
-                 for group in ("libraries", "stores") for entry in CATALOGUE[group].values()
-                 if "conda" in entry}
-
 
 def locked(project: Path) -> dict:
     return tomllib.loads((project / "uv.lock").read_text())
@@ -51,15 +47,6 @@ def would_install(project: Path) -> set[str]:
             if requirement.marker is None or requirement.marker.evaluate(AMD64_PY311):
                 names.add(requirement.name.lower())
     return names
-
-
-def conda_provides(project: Path) -> set[str]:
-    """PyPI names of what environment.yml installs (Python itself excluded)."""
-    import yaml
-
-    specs = yaml.safe_load((project / "environment.yml").read_text())["dependencies"]
-    names = {spec.split("=")[0].split(">")[0].split("<")[0] for spec in specs}
-    return {CONDA_TO_PYPI[name] for name in names - {"python"}}
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +120,7 @@ def replay(project: Path, prefix: Path, workdir: Path) -> None:
 
 
 def test_docker_uv_steps_keep_conda_torch_and_install_the_app(default_project, tmp_path):
-    owned = conda_provides(default_project)
+    owned = checks.conda_provides(default_project)
     assert owned == {"torch"}
     prefix = make_prefix(tmp_path, {"torch": "2.13.0"})
     replay(default_project, prefix, tmp_path)
@@ -151,7 +138,7 @@ def test_docker_uv_steps_install_locked_torch_under_the_uv_installer(tmp_path, m
     answers = answers_for("default", ml_libraries=["torch"], vector_store="none",
                           torch_installer="uv", **local_answers(mirror_url))
     project = render(tmp_path / "project", answers, tasks=True)
-    assert conda_provides(project) == set()
+    assert checks.conda_provides(project) == set()
     prefix = make_prefix(tmp_path, {})
     replay(project, prefix, tmp_path)
     assert installed(prefix)["torch"].endswith("+cpu")
@@ -164,7 +151,7 @@ def test_one_owner_per_package(answer_set, tmp_path, mirror_url):
     project = render(tmp_path / "project", answers, tasks=True)
     _, steps = sync_steps(project / "Dockerfile")
     uv_installs = would_install(project) - set().union(*(step.skipped for step in steps))
-    assert not conda_provides(project) & uv_installs
+    assert not checks.conda_provides(project) & uv_installs
     # Versions: conda's torch release and the locked torch agree on major.minor.
     torch = locked_package(project, "torch")
     env_text = (project / "environment.yml").read_text()

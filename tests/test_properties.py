@@ -26,14 +26,13 @@ from pathlib import Path
 import dockerfile
 import pytest
 import yaml
-from copier import run_copy
 from hypothesis import assume, event, example, given, note, settings
 from hypothesis import strategies as st
 from validate_pyproject import api as validate_pyproject
 
 from tests.support import checks
 from tests.support.compat import tomllib
-from tests.support.render import CATALOGUE, ROOT
+from tests.support.render import CATALOGUE, render
 
 pytestmark = pytest.mark.filterwarnings("ignore::copier.errors.DirtyLocalWarning")
 
@@ -190,8 +189,7 @@ def expected_refusal(answers: dict) -> str | None:
 def copy(destination: Path, answers: dict) -> str | None:
     """Render with Copier; the refusal message, or None when it rendered."""
     try:
-        run_copy(str(ROOT), destination, data=answers, defaults=True, unsafe=True,
-                 vcs_ref="HEAD", skip_tasks=True, quiet=True)
+        render(destination, answers)
     except ValueError as error:  # how Copier 9.19 reports a failed validator under --defaults
         return str(error)
     return None

@@ -11,6 +11,7 @@ import yaml
 from rattler import MatchSpec
 
 from tests.support.compat import tomllib
+from tests.support.render import CATALOGUE
 
 TOOLS = Path(__file__).resolve().parents[2] / ".venv" / "bin"
 JINJA_LEFTOVER = re.compile(r"(?<!\$)\{\{\s|\{%|%\}|\{#|#\}")
@@ -71,6 +72,18 @@ def conda_specs(project: Path) -> list[MatchSpec]:
     env = yaml.safe_load((project / "environment.yml").read_text(encoding="utf-8"))
     assert env["channels"] == ["conda-forge", "nodefaults"]
     return [MatchSpec(entry) for entry in env["dependencies"]]
+
+
+# The conda name each catalogue entry installs, mapped back to its PyPI distribution.
+CONDA_TO_PYPI = {entry["conda"]["name"]: entry["pypi"]
+                 for group in ("libraries", "stores") for entry in CATALOGUE[group].values()
+                 if "conda" in entry}
+
+
+def conda_provides(project: Path) -> set[str]:
+    """PyPI names of what environment.yml installs (Python itself excluded)."""
+    names = {spec.name.normalized for spec in conda_specs(project)}
+    return {CONDA_TO_PYPI[name] for name in names - {"python"}}
 
 
 def check_environment(project: Path) -> list[MatchSpec]:
