@@ -5,17 +5,21 @@ Run on demand from the repository root, with a Docker engine (`bash .ci/docker-e
     uv run python bench/build.py [--rebuilds 3] [--throttle]
 
 Both builds run in this process, on the same engine, through one loopback proxy that counts the
-bytes each downloads (PyPI through CONNECT, the local CPU index and conda channel over loopback
-http). Each cold build starts with an empty build cache (`docker builder prune -af`, which also
-empties the cache mounts) and no image of its own. Prints Markdown tables, PASS/FAIL per target,
-the generated build's slowest steps, and ends with one line `BENCH {json}`.
+bytes each downloads: PyPI through CONNECT, and the local CPU index and conda channel over
+loopback http. Each cold build starts with an empty build cache (`docker builder prune -af`,
+which also empties the cache mounts) and no image of its own. Base images are the image tests'
+local stand-ins, built before any timing. Prints Markdown tables, PASS/FAIL per target, each
+build's slowest steps, and ends with one line `BENCH {json}`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
+import os
+import platform
 import re
 import shutil
 import statistics
@@ -24,25 +28,36 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 ROOT = Path(__file__).resolve().parents[1]
-CACHE = Path.home() / ".cache" / "ml-container-template" / "bench"
+sys.path.insert(0, str(ROOT))  # the image tests' builders are the one way to make stand-ins
+sys.dont_write_bytecode = True  # no __pycache__ inside tests/ or template/
+
+from tests.images import standins  # noqa: E402
+from tests.support import conda_channel  # noqa: E402
+from tests.support import docker as engine  # noqa: E402
+from tests.support.index_server import IndexFiles, IndexServer  # noqa: E402
+from tests.support.mirror import build_mirror  # noqa: E402
+from tests.support.render import render  # noqa: E402
+
+CACHE = conda_channel.cache_root() / "bench"
 PYPI = {"pypi.org:443", "files.pythonhosted.org:443"}
 LINK_MBIT = 100
-BEFORE_TAG, GENERATED_TAG = "mlct-bench/before", "mlct-bench/generated"
-# Stand-in for the official python image: Debian's Python 3.11 with pip, no registry needed.
-PYTHON_STANDIN = "mlct-standin/python:3.11-slim"
-SEED_PACKAGES = "torch sentence-transformers chromadb"
+BEFORE_TAG, GENERATED_TAG = "mlct-bench/before:latest", "mlct-bench/generated:latest"
+# A local stand-in for the official python image, under its own name so it never hides one.
+PYTHON_STANDIN = "mlct-stand-in/python:3.11-slim"
+SEED_INSTALL = "pip install --no-cache-dir torch sentence-transformers chromadb"
 GENERATED_ANSWERS = {"project_name": "Bench Service", "python_version": "3.11",
                      "lock_platforms": ["linux/amd64"]}
 
 
 def load(relative: str):
-    """Import a repository file by path: bench/ is not a package and must not need one."""
-    sys.dont_write_bytecode = True  # no __pycache__ inside template/ or tests/
+    """Import a bench file by path: bench/ is not a package and must not need one."""
     spec = importlib.util.spec_from_file_location(Path(relative).stem, ROOT / relative)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
@@ -58,13 +73,12 @@ PROXY = load("bench/counting_proxy.py")
 @dataclass
 class Step:
     name: str
-    seconds: float | None  # None: cached or unfinished
+    seconds: float | None = None  # None: cached, or never finished
     cached: bool = False
 
 
 def parse_steps(plain_log: str) -> list[Step]:
-    """Per-step timings from BuildKit's `--progress=plain` output, in the order steps appear."""
-    names: dict[str, str] = {}
+    """Per-step timings from BuildKit's `--progress=plain` output, in the order steps start."""
     steps: dict[str, Step] = {}
     for line in plain_log.splitlines():
         match = re.match(r"#(\d+) (.*)", line)
@@ -77,9 +91,8 @@ def parse_steps(plain_log: str) -> list[Step]:
         elif rest == "CACHED":
             if vertex in steps:
                 steps[vertex].cached = True
-        elif vertex not in names and not re.match(r"\d+(\.\d+)? |sha256:|ERROR|CANCELED", rest):
-            names[vertex] = rest
-            steps[vertex] = Step(rest, None)
+        elif vertex not in steps and not re.match(r"\d+(\.\d+)? |sha256:|ERROR|CANCELED", rest):
+            steps[vertex] = Step(rest)
     return list(steps.values())
 
 
@@ -100,133 +113,85 @@ def at_link(seconds: float, bytes_down: int, busy_seconds: float, rate: float) -
 def human_bytes(count: float) -> str:
     for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if count >= size:
-            return f"{count / size:,.1f} {unit}" if count < 100 * size else f"{count / size:,.0f} {unit}"
+            digits = 2 if count < 10 * size else 0
+            return f"{count / size:,.{digits}f} {unit}"
     return f"{count:.0f} B"
 
 
-def ratio(before: float, generated: float) -> str:
-    return f"{before / generated:.1f}x" if generated else "n/a"
+def seconds_text(value: float) -> str:
+    return f"{value:,.1f} s" if value < 10 else f"{value:,.0f} s"
 
 
-def results_table(before: dict, generated: dict, link_label: str) -> str:
-    """Markdown: one row per figure, the two builds and "before"/generated."""
-    rows = [
-        ("cold build, measured", "cold_seconds", lambda v: f"{v:,.0f} s"),
-        (f"cold build at {link_label}", "link_seconds", lambda v: f"{v:,.0f} s"),
-        ("downloaded", "bytes_down", human_bytes),
-        ("image size", "image_bytes", human_bytes),
-        ("source-only rebuild", "rebuild_seconds", lambda v: f"{v:,.1f} s"),
-    ]
-    lines = ['| | "before" | generated | "before"/generated |', "|---|--:|--:|--:|"]
-    for label, key, show in rows:
-        lines.append(f"| {label} | {show(before[key])} | {show(generated[key])} | "
-                     f"{ratio(before[key], generated[key])} |")
+ROWS = (  # label, key, how a value is shown
+    ("cold build, as measured", "cold_seconds", seconds_text),
+    ("cold build at {link}", "link_seconds", seconds_text),
+    ("downloaded", "bytes_down", human_bytes),
+    ("image size", "image_bytes", human_bytes),
+    ("source-only rebuild", "rebuild_seconds", seconds_text),
+)
+
+
+def results_table(before: dict, generated: dict, link: str) -> str:
+    """Markdown: one row per figure, both builds, and "before" divided by generated."""
+    lines = ['| | "before" | generated | "before" / generated |', "|---|--:|--:|--:|"]
+    for label, key, show in ROWS:
+        ratio = before[key] / generated[key] if generated[key] else float("nan")
+        lines.append(f"| {label.format(link=link)} | {show(before[key])} | "
+                     f"{show(generated[key])} | {ratio:.1f}x |")
     return "\n".join(lines)
 
 
-def verdicts(before: dict, generated: dict, link_label: str) -> list[tuple[bool, str]]:
-    image = before["image_bytes"] / generated["image_bytes"]
-    cold = before["link_seconds"] / generated["link_seconds"]
-    rebuild = generated["rebuild_seconds"] / generated["cold_seconds"]
+def verdicts(before: dict, generated: dict, link: str) -> list[tuple[bool, str]]:
+    """(passed, line) for each of the build's targets."""
+    smaller = before["image_bytes"] / generated["image_bytes"]
+    faster = before["link_seconds"] / generated["link_seconds"]
+    share = generated["rebuild_seconds"] / generated["cold_seconds"]
     return [
-        (image >= 4, f'image at most 1/4 of "before"  ({image:.1f}x smaller)'),
-        (cold >= 4, f"cold build at least 4x faster at {link_label}  ({cold:.1f}x)"),
-        (rebuild <= 0.1, f"source-only rebuild at most 1/10 of the generated cold build  "
-                         f"({generated['rebuild_seconds']:.1f} s / "
-                         f"{generated['cold_seconds']:.0f} s = {rebuild:.2f})"),
+        (smaller >= 4, f'image at most 1/4 of "before"  ({smaller:.1f}x smaller)'),
+        (faster >= 4, f"cold build at least 4x faster at {link}  ({faster:.1f}x)"),
+        (share <= 0.1, "source-only rebuild at most 1/10 of the generated cold build  "
+                       f"({seconds_text(generated['rebuild_seconds'])} / "
+                       f"{seconds_text(generated['cold_seconds'])} = {share:.2f})"),
     ]
 
 
-# ---------------------------------------------------------------------------- docker
+def steps_table(steps: list[Step]) -> str:
+    lines = ["| step | seconds |", "|---|--:|"]
+    for step in steps:
+        name = step.name if len(step.name) <= 90 else step.name[:87] + "..."
+        lines.append(f"| `{name.replace('|', '/')}` | {step.seconds:.1f} |")
+    return "\n".join(lines)
 
-def docker(*args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", *args], capture_output=capture, text=True, check=check)
 
-
-def require_engine() -> None:
-    if shutil.which("docker") is None or docker("info", check=False).returncode:
-        sys.exit("bench/build.py needs a Docker engine with BuildKit: run "
-                 "`bash .ci/docker-engine start` first")
-    if docker("buildx", "version", check=False).returncode:
-        sys.exit("bench/build.py needs the buildx plugin: run `bash .ci/docker-engine start`")
-
+# ---------------------------------------------------------------------------- builds
 
 @dataclass
 class Build:
     seconds: float
-    log: str
-    steps: list[Step] = field(default_factory=list)
+    steps: list[Step]
 
 
 def build(context: Path, tag: str, proxy_url: str) -> Build:
-    """`docker buildx build` with the proxy as the predefined build args (kept out of history)."""
-    command = ["docker", "buildx", "build", "--progress=plain", "--network=host", "-t", tag,
-               "--build-arg", f"HTTPS_PROXY={proxy_url}", "--build-arg", f"HTTP_PROXY={proxy_url}",
-               str(context)]
+    """Build with the proxy as the predefined proxy build args, which stay out of the history."""
+    args = {"HTTPS_PROXY": proxy_url, "HTTP_PROXY": proxy_url}
     started = time.monotonic()
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    result = engine.build(context, tag, build_args=args)
     seconds = time.monotonic() - started
     if result.returncode:
-        tail = "\n".join(result.stderr.splitlines()[-40:])
-        raise SystemExit(f"docker build of {tag} failed:\n{tail}")
-    return Build(seconds, result.stderr, parse_steps(result.stderr))
+        sys.exit(f"the build of {tag} failed:\n" + "\n".join(result.log.splitlines()[-40:]))
+    return Build(seconds, parse_steps(result.log))
 
 
 def empty_caches(tag: str) -> None:
     """No build cache, no cache-mount contents, no image of our own: a cold start."""
-    docker("rmi", "-f", tag, check=False)
-    docker("builder", "prune", "-af")
+    engine.remove_images(tag)
+    subprocess.run(["docker", "builder", "prune", "--all", "--force"], check=True,
+                   capture_output=True)
 
 
 def image_bytes(tag: str) -> int:
-    return int(docker("image", "inspect", "-f", "{{.Size}}", tag).stdout)
-
-
-# ---------------------------------------------------------------------------- the two sides
-
-def python_standin() -> str:
-    """A local stand-in for the official python image: Debian bookworm's Python 3.11 in a venv.
-
-    The machine's egress re-signs TLS, so the image trusts the host's CA files, as the host does.
-    """
-    if docker("image", "inspect", PYTHON_STANDIN, check=False).returncode == 0:
-        return PYTHON_STANDIN
-    rootfs = CACHE / "python-rootfs"
-    if not (rootfs / "opt/venv/bin/pip").exists():
-        shutil.rmtree(rootfs, ignore_errors=True)
-        subprocess.run(["debootstrap", "--variant=minbase",
-                        "--include=python3,python3-venv,ca-certificates", "bookworm", str(rootfs),
-                        "http://deb.debian.org/debian"], check=True, capture_output=True)
-        for cert in Path("/usr/local/share/ca-certificates").glob("*.crt"):
-            shutil.copy(cert, rootfs / "usr/local/share/ca-certificates" / cert.name)
-        subprocess.run(["chroot", str(rootfs), "update-ca-certificates"], check=True,
-                       capture_output=True)
-        subprocess.run(["chroot", str(rootfs), "python3", "-m", "venv", "/opt/venv"], check=True)
-    changes = [
-        "ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt",
-        'CMD ["python3"]',
-    ]
-    tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-    subprocess.run(["docker", "import", *[f"--change={c}" for c in changes], "-", PYTHON_STANDIN],
-                   stdin=tar.stdout, check=True, capture_output=True)
-    tar.wait()
-    return PYTHON_STANDIN
-
-
-def before_context(folder: Path, base: str) -> Path:
-    """The seed's "before": one stage, `pip install` from PyPI, source copied after it."""
-    folder.mkdir(parents=True)
-    (folder / "Dockerfile").write_text(
-        f"FROM {base}\n"
-        "WORKDIR /app\n"
-        f"RUN pip install --no-cache-dir {SEED_PACKAGES}\n"
-        "COPY app/ app/\n"
-        'CMD ["python", "-m", "app"]\n', encoding="utf-8")
-    (folder / "app").mkdir()
-    (folder / "app" / "__main__.py").write_text(
-        "import torch\n\nprint(torch.__version__)\n", encoding="utf-8")
-    return folder / "app" / "__main__.py"
+    return int(subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", tag],
+                              capture_output=True, text=True, check=True).stdout)
 
 
 def source_edit(path: Path, count: int) -> None:
@@ -242,7 +207,8 @@ class Side:
     source: Path  # the file a source-only edit touches
 
 
-def measure(side: Side, proxy, rebuilds: int, rate: float) -> dict:
+def measure(side: Side, proxy, rebuilds: int, rate: float, throttled: bool) -> dict:
+    print(f"{side.label}: cold build ...", file=sys.stderr, flush=True)
     empty_caches(side.tag)
     proxy.reset()
     cold = build(side.context, side.tag, proxy.url)
@@ -251,10 +217,13 @@ def measure(side: Side, proxy, rebuilds: int, rate: float) -> dict:
     for count in range(1, rebuilds + 1):
         source_edit(side.source, count)
         rebuild_times.append(build(side.context, side.tag, proxy.url).seconds)
+    print(f"{side.label}: cold {cold.seconds:.0f} s, rebuilds {rebuild_times}",
+          file=sys.stderr, flush=True)
     busy = traffic.busy_seconds
     return {
         "cold_seconds": cold.seconds,
-        "link_seconds": at_link(cold.seconds, traffic.bytes_down, busy, rate),
+        "link_seconds": cold.seconds if throttled
+        else at_link(cold.seconds, traffic.bytes_down, busy, rate),
         "bytes_down": traffic.bytes_down,
         "bytes_up": traffic.bytes_up,
         "download_busy_seconds": busy,
@@ -267,33 +236,178 @@ def measure(side: Side, proxy, rebuilds: int, rate: float) -> dict:
     }
 
 
+# ---------------------------------------------------------------------------- the two sides
+
+PYTHON_STANDIN_DOCKERFILE = """\
+# STAND-IN for the official python image (ml-container-template's build benchmark): Debian
+# bookworm's Python 3.11 in a venv with pip from PyPI; no registry is reachable here.
+ARG ROOTFS
+FROM ${ROOTFS}
+# The host's CA bundle: this machine's egress re-signs TLS, so pip must trust its CA.
+COPY host-ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+COPY pip-*.whl /tmp/pip/
+RUN python3 -m venv --without-pip /opt/venv \\
+    && wheel="$(echo /tmp/pip/pip-*.whl)" \\
+    && /opt/venv/bin/python "$wheel/pip" install --no-index --no-cache-dir --quiet "$wheel" \\
+    && rm -rf /tmp/pip
+ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
+    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \\
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+CMD ["python3"]
+"""
+
+
+def pip_wheel() -> Path:
+    """pip's newest wheel from PyPI, cached, for the python stand-in."""
+    folder = CACHE / "pip"
+    if not list(folder.glob("pip-*.whl")):
+        subprocess.run([*standins.pip_command(), "download", "pip", "--no-deps",
+                        "--only-binary=:all:", "--dest", str(folder), "--quiet"],
+                       check=True, capture_output=True)
+    return sorted(folder.glob("pip-*.whl"))[-1]
+
+
+def python_standin() -> str:
+    """The official python image's stand-in, on the image tests' Debian rootfs (Python 3.11)."""
+    standins.ensure_rootfs()
+    wheel = pip_wheel()
+    inputs = standins.digest(PYTHON_STANDIN_DOCKERFILE, standins.rootfs_key(), wheel.name,
+                             standins.HOST_CA_BUNDLE.read_bytes())
+    if engine.image_label(PYTHON_STANDIN, standins.INPUTS_LABEL) == inputs:
+        return PYTHON_STANDIN
+    with tempfile.TemporaryDirectory() as work:
+        context = Path(work)
+        (context / "Dockerfile").write_text(PYTHON_STANDIN_DOCKERFILE, encoding="utf-8")
+        shutil.copyfile(standins.HOST_CA_BUNDLE, context / "host-ca-certificates.crt")
+        shutil.copyfile(wheel, context / wheel.name)
+        result = engine.build(context, PYTHON_STANDIN, build_args={"ROOTFS": standins.ROOTFS_TAG},
+                              labels={standins.INPUTS_LABEL: inputs}, network="none")
+    if result.returncode:
+        sys.exit(f"building the python stand-in failed:\n{result.log[-3000:]}")
+    return PYTHON_STANDIN
+
+
+def before_side(folder: Path) -> Side:
+    """The seed's "before": one stage on a python image, the three libraries from PyPI with pip.
+
+    The install comes before the source, so a source edit reuses it: the baseline at its best.
+    """
+    folder.mkdir(parents=True)
+    (folder / "Dockerfile").write_text(
+        f"FROM {python_standin()}\nWORKDIR /app\nRUN {SEED_INSTALL}\n"
+        'COPY app/ app/\nCMD ["python", "-m", "app"]\n', encoding="utf-8")
+    source = folder / "app" / "__main__.py"
+    source.parent.mkdir()
+    source.write_text("import torch\n\nprint(torch.__version__)\n", encoding="utf-8")
+    return Side('"before"', BEFORE_TAG, folder, source)
+
+
+@contextlib.contextmanager
+def output_to(log: Path):
+    """Send fds 1 and 2 to `log`: the lock hook's subprocesses write there."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(log, "ab") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in zip((1, 2), saved, strict=True):
+                os.dup2(copy, fd)
+                os.close(copy)
+
+
+def generated_side(folder: Path, index_url: str, channel_url: str) -> Side:
+    """The template's defaults from this worktree at HEAD, locked by the hook as a user's are."""
+    answers = {**GENERATED_ANSWERS, "torch_index_url": index_url, "conda_channel": channel_url}
+    log = folder.with_name("render.log")
+    with warnings.catch_warnings(), output_to(log):
+        warnings.simplefilter("ignore")  # DirtyLocalWarning: uncommitted edits are meant
+        os.environ["ML_TEMPLATE_STRICT"] = "1"  # a failed lock fails the render
+        project = render(folder, answers, tasks=True)
+    missing = [name for name in ("uv.lock", "conda-linux-64.lock") if not (project / name).exists()]
+    if missing:
+        sys.exit(f"the lock hook wrote no {', '.join(missing)}; see {log}")
+    package = next(path for path in (project / "src").iterdir() if path.is_dir())
+    return Side("generated", GENERATED_TAG, project, package / "__init__.py")
+
+
+# ---------------------------------------------------------------------------- the run
+
+def require_engine() -> None:
+    if not engine.engine_answers():
+        sys.exit(f"bench/build.py needs a Docker engine with buildx: {engine.START_HINT}")
+
+
+def report(results: dict, rate: float, throttled: bool, rebuilds: int) -> None:
+    before, generated = results['"before"'], results["generated"]
+    link = f"{LINK_MBIT} Mbit/s"
+    today = datetime.now(timezone.utc).strftime("%d %B %Y, %H:%M UTC")
+    how = ("measured through the proxy throttled to" if throttled else
+           "computed: measured time - time bytes were flowing + bytes at")
+    load = os.getloadavg()[0]
+    print(f"Run of {today}: {platform.machine()}, {os.cpu_count()} CPUs, load average "
+          f"{load:.1f} at the end; cold builds from an empty build cache; rebuild = median of "
+          f"{rebuilds}; at {link}: {how} {rate / 1e6:.1f} MB/s.\n")
+    print(results_table(before, generated, link))
+    for label, result in results.items():
+        rate_seen = result["bytes_down"] / result["download_busy_seconds"] \
+            if result["download_busy_seconds"] else 0
+        hosts = ", ".join(f"{host} {human_bytes(count)}"
+                          for host, count in sorted(result["bytes_by_host"].items()))
+        print(f"\n{label}: downloaded {human_bytes(result['bytes_down'])} in "
+              f"{result['download_busy_seconds']:.0f} s of transfer "
+              f"({rate_seen / 1e6:.0f} MB/s): {hosts}; sent {human_bytes(result['bytes_up'])}"
+              + (f"; refused {result['refused']}" if result["refused"] else ""))
+        print(f"\nslowest steps of the {label} cold build\n")
+        print(steps_table(slowest([Step(**step) for step in result["steps"]])))
+    print("\n```text")
+    for passed, line in verdicts(before, generated, link):
+        print(f"{'PASS' if passed else 'FAIL'}  {line}")
+    print("```")
+    print("BENCH " + json.dumps(results, default=str))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rebuilds", type=int, default=3,
-                        help="source-only rebuilds per side (median reported)")
+                        help="source-only rebuilds per side; the median is reported")
     parser.add_argument("--throttle", action="store_true",
-                        help=f"measure through a proxy throttled to {LINK_MBIT} Mbit/s "
-                             "instead of computing the link time from the bytes")
+                        help=f"measure the cold builds through the proxy throttled to {LINK_MBIT} "
+                             "Mbit/s, instead of computing that time from the bytes")
+    parser.add_argument("--only", choices=["before", "generated"],
+                        help="build one side only (for trying the bench; prints no table)")
     args = parser.parse_args()
     require_engine()
     rate = LINK_MBIT * 1e6 / 8
-    link_label = f"{LINK_MBIT} Mbit/s"
-    with tempfile.TemporaryDirectory(prefix="mlct-build-bench-") as tmp, \
-            PROXY.CountingProxy(PYPI, rate=rate if args.throttle else None) as proxy:
+    with tempfile.TemporaryDirectory(prefix="mlct-build-bench-") as tmp:
         work = Path(tmp)
-        sides = [
-            Side('"before"', BEFORE_TAG, work / "before",
-                 before_context(work / "before", python_standin())),
-        ]
-        results = {}
+        print("preparing stand-in base images, the CPU index and the conda channel ...",
+              file=sys.stderr, flush=True)
+        standins.ensure()
+        mirror = Path(url2pathname(urlparse(build_mirror(work / "mirror")).path))
+        with IndexServer(IndexFiles.from_mirror(mirror)) as index, \
+                conda_channel.ChannelServer(conda_channel.build_channel()) as channel, \
+                PROXY.CountingProxy(PYPI, rate=rate if args.throttle else None) as proxy:
+            sides = []
+            if args.only != "generated":
+                sides.append(before_side(work / "before"))
+            if args.only != "before":
+                sides.append(generated_side(work / "generated" / "bench-service", index.url,
+                                            channel.url))
+            results = {side.label: measure(side, proxy, args.rebuilds, rate, args.throttle)
+                       for side in sides}
         for side in sides:
-            print(f"building {side.label} ...", flush=True)
-            results[side.label] = measure(side, proxy, args.rebuilds, rate)
-            if args.throttle:
-                results[side.label]["link_seconds"] = results[side.label]["cold_seconds"]
-        print(json.dumps(results, indent=1, default=str)[:3000])
+            engine.remove_images(side.tag)
+    if args.only:
+        print(json.dumps(results, indent=1, default=str))
+        return
+    report(results, rate, args.throttle, args.rebuilds)
 
 
 if __name__ == "__main__":
-    warnings.simplefilter("ignore")
     main()
