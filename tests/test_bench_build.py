@@ -184,3 +184,24 @@ def test_a_missed_target_is_reported_as_a_miss():
     slower = {**GENERATED, "link_seconds": 200.0, "image_bytes": 2_000_000_000}
     assert [passed for passed, _ in bench.verdicts(BEFORE, slower, "100 Mbit/s")][:2] == [
         False, False]
+
+
+def test_a_step_reads_as_one_short_line():
+    name = ("[app 2/3] RUN --mount=from=uv,source=/uv,target=/usr/local/bin/uv     "
+            "--mount=type=cache,target=/root/.cache/uv     uv sync --locked --no-install-project")
+    assert bench.step_label(name) == "[app 2/3] RUN uv sync --locked --no-install-project"
+    long = bench.step_label("[conda 3/3] RUN " + "x" * 200 + " micromamba install | tee")
+    assert len(long) <= 80 and long.startswith("[conda 3/3] RUN x")
+    assert long.endswith("micromamba install / tee")
+
+
+COLD_UV = "#12 3.828 Prepared 91 packages in 3.65s\n#12 7.067 Installed 91 packages in 3.23s\n"
+WARM_UV = "#12 0.828 Prepared 4 packages in 1.65s\n#12 2.067 Installed 91 packages in 3.23s\n"
+
+
+def test_a_uv_step_that_installs_more_than_it_fetched_was_not_cold():
+    assert bench.warm_installs(COLD_UV + "#13 0.099 Prepared 1 package in 9ms\n"
+                               "#13 0.105 Installed 1 package in 3ms\n") == []
+    assert bench.warm_installs(WARM_UV) == ["#12: prepared 4, installed 91"]
+    assert bench.warm_installs("#13 0.5 Installed 1 package in 3ms\n") == [
+        "#13: prepared 0, installed 1"]
