@@ -113,6 +113,13 @@ def warm_installs(plain_log: str) -> list[str]:
             if seen.get("Installed", 0) > seen.get("Prepared", 0)]
 
 
+def uv_phases(plain_log: str) -> list[str]:
+    """What uv reports doing inside each step: fetching, installing, byte-compiling."""
+    return [f"#{vertex} {what}" for vertex, what in re.findall(
+        r"^#(\d+) [\d.]+ ((?:Prepared|Installed|Bytecode compiled) \d+ \w+ in \S+)$",
+        plain_log, re.M)]
+
+
 def slowest(steps: list[Step], count: int = 5) -> list[Step]:
     timed = [step for step in steps if step.seconds is not None and not step.cached]
     return sorted(timed, key=lambda step: step.seconds, reverse=True)[:count]
@@ -231,7 +238,8 @@ class Side:
     source: Path  # the file a source-only edit touches
 
 
-def measure(side: Side, proxy, rebuilds: int, rate: float, throttled: bool) -> dict:
+def measure(side: Side, proxy, rebuilds: int, rate: float, throttled: bool,
+            hosts: dict[str, str]) -> dict:
     print(f"{side.label}: cold build ...", file=sys.stderr, flush=True)
     for attempt in range(1, COLD_ATTEMPTS + 1):
         empty_caches(side.tag)
@@ -259,13 +267,14 @@ def measure(side: Side, proxy, rebuilds: int, rate: float, throttled: bool) -> d
         "bytes_down": traffic.bytes_down,
         "bytes_up": traffic.bytes_up,
         "download_busy_seconds": busy,
-        "bytes_by_host": dict(traffic.down),
+        "bytes_by_host": {hosts.get(host, host): count for host, count in traffic.down.items()},
         "refused": traffic.refused,
         "image_bytes": image_bytes(side.tag),
         "rebuild_seconds": statistics.median(rebuild_times),
         "rebuild_runs": rebuild_times,
         "steps": [asdict(step) for step in cold.steps],
         "warm_installs": warm,
+        "uv_phases": uv_phases(cold.log),
     }
 
 
@@ -394,15 +403,15 @@ def require_engine() -> None:
         sys.exit(f"bench/build.py needs a Docker engine with buildx: {engine.START_HINT}")
 
 
-def report(results: dict, rate: float, throttled: bool, rebuilds: int) -> None:
+def report(results: dict, rate: float, throttled: bool, rebuilds: int, load_start: float) -> None:
     before, generated = results['"before"'], results["generated"]
     link = f"{LINK_MBIT} Mbit/s"
     today = datetime.now(timezone.utc).strftime("%d %B %Y, %H:%M UTC")
     how = ("measured through the proxy throttled to" if throttled else
            "computed: measured time - time bytes were flowing + bytes at")
-    load = os.getloadavg()[0]
     print(f"Run of {today}: {platform.machine()}, {os.cpu_count()} CPUs, load average "
-          f"{load:.1f} at the end; cold builds from an empty build cache; rebuild = median of "
+          f"{load_start:.1f} at the start and {os.getloadavg()[0]:.1f} at the end; "
+          "cold builds from an empty build cache; rebuild = median of "
           f"{rebuilds}; at {link}: {how} {rate / 1e6:.1f} MB/s.\n")
     print(results_table(before, generated, link))
     for label, result in results.items():
@@ -416,11 +425,13 @@ def report(results: dict, rate: float, throttled: bool, rebuilds: int) -> None:
               + (f"; refused {result['refused']}" if result["refused"] else ""))
         print(f"\nslowest steps of the {label} cold build\n")
         print(steps_table(slowest([Step(**step) for step in result["steps"]])))
+        if result["uv_phases"]:
+            print("\ninside its uv steps: " + "; ".join(result["uv_phases"]))
     print("\n```text")
     for passed, line in verdicts(before, generated, link):
         print(f"{'PASS' if passed else 'FAIL'}  {line}")
     print("```")
-    print("BENCH " + json.dumps(results, default=str))
+    print("BENCH " + json.dumps({"date": today, "load_start": load_start, **results}, default=str))
 
 
 def main() -> None:
@@ -434,6 +445,7 @@ def main() -> None:
                         help="build one side only (for trying the bench; prints no table)")
     args = parser.parse_args()
     require_engine()
+    load_start = os.getloadavg()[0]
     rate = LINK_MBIT * 1e6 / 8
     with tempfile.TemporaryDirectory(prefix="mlct-build-bench-") as tmp:
         work = Path(tmp)
@@ -450,14 +462,16 @@ def main() -> None:
             if args.only != "before":
                 sides.append(generated_side(work / "generated" / "bench-service", index.url,
                                             channel.url))
-            results = {side.label: measure(side, proxy, args.rebuilds, rate, args.throttle)
+            hosts = {urlparse(index.url).netloc: "CPU index (loopback)",
+                     urlparse(channel.url).netloc: "conda channel (loopback)"}
+            results = {side.label: measure(side, proxy, args.rebuilds, rate, args.throttle, hosts)
                        for side in sides}
         for side in sides:
             engine.remove_images(side.tag)
     if args.only:
         print(json.dumps(results, indent=1, default=str))
         return
-    report(results, rate, args.throttle, args.rebuilds)
+    report(results, rate, args.throttle, args.rebuilds, load_start)
 
 
 if __name__ == "__main__":

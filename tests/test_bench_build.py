@@ -205,3 +205,10 @@ def test_a_uv_step_that_installs_more_than_it_fetched_was_not_cold():
     assert bench.warm_installs(WARM_UV) == ["#12: prepared 4, installed 91"]
     assert bench.warm_installs("#13 0.5 Installed 1 package in 3ms\n") == [
         "#13: prepared 0, installed 1"]
+
+
+def test_uv_says_where_its_step_spent_the_time():
+    log = COLD_UV + "#12 26.66 Bytecode compiled 14996 files in 19.59s\n#12 DONE 27.5s\n"
+    assert bench.uv_phases(log) == ["#12 Prepared 91 packages in 3.65s",
+                                    "#12 Installed 91 packages in 3.23s",
+                                    "#12 Bytecode compiled 14996 files in 19.59s"]
