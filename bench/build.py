@@ -202,6 +202,10 @@ class Build:
     log: str
 
 
+class BuildFailed(Exception):
+    pass
+
+
 def build(context: Path, tag: str, proxy_url: str) -> Build:
     """Build with the proxy as the predefined proxy build args, which stay out of the history."""
     args = {"HTTPS_PROXY": proxy_url, "HTTP_PROXY": proxy_url}
@@ -209,7 +213,8 @@ def build(context: Path, tag: str, proxy_url: str) -> Build:
     result = engine.build(context, tag, build_args=args)
     seconds = time.monotonic() - started
     if result.returncode:
-        sys.exit(f"the build of {tag} failed:\n" + "\n".join(result.log.splitlines()[-40:]))
+        raise BuildFailed(f"the build of {tag} failed:\n"
+                          + "\n".join(result.log.splitlines()[-40:]))
     return Build(seconds, parse_steps(result.log), result.log)
 
 
@@ -244,19 +249,30 @@ def measure(side: Side, proxy, rebuilds: int, rate: float, throttled: bool,
     for attempt in range(1, COLD_ATTEMPTS + 1):
         empty_caches(side.tag)
         proxy.reset()
-        cold = build(side.context, side.tag, proxy.url)
+        try:
+            cold = build(side.context, side.tag, proxy.url)
+        except BuildFailed as failure:
+            # Cache mounts are shared with other builds on the engine, which can race ours.
+            if attempt == COLD_ATTEMPTS:
+                sys.exit(str(failure))
+            print(f"{failure}\n{side.label}: retrying, attempt {attempt + 1} of {COLD_ATTEMPTS}",
+                  file=sys.stderr, flush=True)
+            continue
         traffic = proxy.reset()
         LOGS.mkdir(parents=True, exist_ok=True)
         (LOGS / f"{side.tag.split('/')[1].split(':')[0]}-cold.log").write_text(cold.log)
         if not (warm := warm_installs(cold.log)):
             break
-        # The cache mounts are the engine's, shared with any other build running on it.
-        print(f"{side.label}: not cold (another build refilled a cache mount): {warm}; "
-              f"attempt {attempt} of {COLD_ATTEMPTS}", file=sys.stderr, flush=True)
+        then = "keeping it, marked" if attempt == COLD_ATTEMPTS else "retrying"
+        print(f"{side.label}: not cold (another build refilled a cache mount): {warm}; {then}",
+              file=sys.stderr, flush=True)
     rebuild_times = []
     for count in range(1, rebuilds + 1):
         source_edit(side.source, count)
-        rebuild_times.append(build(side.context, side.tag, proxy.url).seconds)
+        try:
+            rebuild_times.append(build(side.context, side.tag, proxy.url).seconds)
+        except BuildFailed as failure:
+            sys.exit(str(failure))
     print(f"{side.label}: cold {cold.seconds:.0f} s, rebuilds {rebuild_times}",
           file=sys.stderr, flush=True)
     busy = traffic.busy_seconds
@@ -425,6 +441,8 @@ def report(results: dict, rate: float, throttled: bool, rebuilds: int, load_star
               + (f"; refused {result['refused']}" if result["refused"] else ""))
         print(f"\nslowest steps of the {label} cold build\n")
         print(steps_table(slowest([Step(**step) for step in result["steps"]])))
+        if result["warm_installs"]:
+            print(f"\nWARNING: this cold build was not cold: {result['warm_installs']}")
         if result["uv_phases"]:
             print("\ninside its uv steps: " + "; ".join(result["uv_phases"]))
     print("\n```text")
