@@ -95,6 +95,10 @@ def public(version: Version) -> str:
     return version.public
 
 
+def latest_text(versions: list[Version]) -> str:
+    return public(max(versions)) if versions else "none"
+
+
 def line_of(version: Version) -> str:
     return f"{version.major}.{version.minor}.*"
 
@@ -116,13 +120,6 @@ def upper_bound_raised(pin: str, latest: Version) -> str | None:
     return text if SpecifierSet(text).contains(latest) else None
 
 
-def releases_of(read: Callable[[], list[Version]]) -> list[Version]:
-    versions = read()
-    if not versions:
-        raise Unreachable("the source lists no final release")
-    return versions
-
-
 # ---------------------------------------------------------------------- torch release lines
 
 
@@ -133,17 +130,14 @@ def family_keys(data: dict) -> list[str]:
 def conda_versions(sources: Sources, conda: dict) -> list[Version]:
     """conda-forge releases of a package, of the CPU build the catalogue names."""
     build = conda.get("build", "*")
-    versions = sorted({v for v, b in sources.conda_records(conda["name"])
-                       if fnmatch.fnmatchcase(b, build)})
-    if not versions:
-        raise Unreachable(f"the channel has no {conda['name']} build matching {build}")
-    return versions
+    return sorted({v for v, b in sources.conda_records(conda["name"])
+                   if fnmatch.fnmatchcase(b, build)})
 
 
 def family_versions(sources: Sources, library: dict, origin: str) -> list[Version]:
     if origin == "conda-forge":
         return conda_versions(sources, library["conda"])
-    return releases_of(lambda: sources.cpu_index_versions(library["pypi"]))
+    return sources.cpu_index_versions(library["pypi"])
 
 
 def companion_offsets(lines: list[dict], key: str) -> tuple[int, int] | None:
@@ -164,8 +158,8 @@ def check_torch_lines(data: dict, sources: Sources) -> list[Row]:
     pypi = Row("torch line", "torch on PyPI", "torch_releases[0].torch", lines[0]["torch"],
                "", "")
     try:
-        versions = releases_of(lambda: sources.pypi_versions(libraries["torch"]["pypi"]))
-        pypi.latest = public(max(versions))
+        versions = sources.pypi_versions(libraries["torch"]["pypi"])
+        pypi.latest = latest_text(versions)
         pypi.status, pypi.note = judge(pypi.current, versions)
         if pypi.status == "behind":
             pypi.note = f"new release line {line_of(max(versions))} on PyPI"
@@ -183,7 +177,7 @@ def check_torch_lines(data: dict, sources: Sources) -> list[Row]:
                           line[key], "", "")
                 try:
                     versions = family_versions(sources, libraries[key], origin)
-                    row.latest = public(max(versions))
+                    row.latest = latest_text(versions)
                     row.status, row.note = judge(line[key], versions,
                                                  newest_line=newest_with[key] == i)
                 except Unreachable as error:
@@ -268,11 +262,11 @@ def check_ranges(data: dict, sources: Sources) -> list[Row]:
         pin = entry["version"]
         row = Row("range", f"{entry['pypi']} on PyPI", where_of(path), pin, "", "")
         try:
-            versions = releases_of(lambda entry=entry: sources.pypi_versions(entry["pypi"]))
-            latest = max(versions)
-            row.latest = public(latest)
+            versions = sources.pypi_versions(entry["pypi"])
+            row.latest = latest_text(versions)
             row.status, row.note = judge(pin, versions)
             if row.status == "behind":
+                latest = max(versions)
                 raised = upper_bound_raised(pin, latest)
                 row.note = f"newer major: {latest.major}" if raised else row.note
                 if raised:
@@ -286,7 +280,7 @@ def check_ranges(data: dict, sources: Sources) -> list[Row]:
                         pin, "", "")
             try:
                 versions = conda_versions(sources, entry["conda"])
-                conda.latest = public(max(versions))
+                conda.latest = latest_text(versions)
                 conda.status, conda.note = judge(pin, versions)
             except Unreachable as error:
                 unknown(conda, error)
@@ -305,9 +299,12 @@ def split_image(image: str) -> tuple[str, str]:
 def check_images(data: dict, sources: Sources) -> list[Row]:
     rows = []
     uv_name, uv_tag = split_image(data["images"]["uv"])
-    uv = Row("image", "uv image (uv on PyPI)", "images.uv", uv_tag, "", "")
+    uv = Row("image", "uv on PyPI", "images.uv", uv_tag, "", "")
     try:
-        latest = max(releases_of(lambda: sources.pypi_versions("uv")))
+        versions = sources.pypi_versions("uv")
+        if not versions:
+            raise Unreachable("the index lists no uv release")
+        latest = max(versions)
         uv.latest = public(latest)
         uv.status = "behind" if latest > Version(uv_tag) else "current"
         if uv.status == "behind":
@@ -492,8 +489,12 @@ def main(argv: list[str] | None = None) -> int:
         written = write(root, rows) if args.write else []
         if written:  # report the files as they are now; the sources answer from memory
             rows = check(root, sources)
-    except (OSError, yaml.YAMLError, KeyError, TypeError, IndexError, EditError) as error:
-        print(f"pins: cannot read the template at {root}: {error!r}", file=sys.stderr)
+    except OSError as error:
+        print(f"pins: cannot read the template at {root}: {error}", file=sys.stderr)
+        return 2
+    except (yaml.YAMLError, KeyError, TypeError, IndexError, ValueError, EditError) as error:
+        print(f"pins: catalogue.yml in {root} is not shaped as expected: "
+              f"{type(error).__name__}: {error}", file=sys.stderr)
         return 2
     counts = summary(rows)
     if args.json:

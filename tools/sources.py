@@ -40,6 +40,10 @@ class Unreachable(Exception):
     """A source did not answer, or answered something other than what was asked for."""
 
 
+class NotFound(Unreachable):
+    """The source answered: there is no such page (HTTP 404 or 410, or no such file)."""
+
+
 @dataclass
 class Sources:
     """Where each registry lives; every URL can point at a stand-in."""
@@ -67,6 +71,8 @@ class Sources:
             try:
                 answer = (path.read_bytes(), "application/json" if path.suffix == ".json"
                           else "text/html")
+            except FileNotFoundError as error:
+                raise NotFound(f"{path}: {error.strerror}") from error
             except OSError as error:
                 raise Unreachable(f"{path}: {error.strerror}") from error
         else:
@@ -80,6 +86,8 @@ class Sources:
                         body = gzip.decompress(body)
                     answer = (body, response.headers.get_content_type())
             except HTTPError as error:
+                if error.code in (404, 410):
+                    raise NotFound(f"HTTP {error.code} from {url}") from error
                 raise Unreachable(f"HTTP {error.code} from {url}") from error
             except (URLError, OSError, http.client.HTTPException, EOFError) as error:
                 reason = getattr(error, "reason", error)
@@ -99,7 +107,10 @@ class Sources:
     def index_versions(self, index_url: str, project: str) -> list[Version]:
         """Final releases with at least one file that is not yanked, from a PEP 691/503 index."""
         url = f"{index_url.rstrip('/')}/{canonicalize_name(project)}/"
-        body, content_type = self.fetch(url, INDEX_ACCEPT)
+        try:
+            body, content_type = self.fetch(url, INDEX_ACCEPT)
+        except NotFound:
+            return []  # the index answers, and has no such project
         if content_type == PEP691_JSON or content_type.endswith("json"):
             try:
                 files = json.loads(body)["files"]
