@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from packaging.specifiers import SpecifierSet
 
 from tests.support.render import CATALOGUE, ROOT
 from tests.support.standins import (
     Standins,
+    admitted_ranges,
     closed_port_url,
     conda_channel,
     cpu_index_folder,
@@ -43,16 +43,7 @@ NEW_MICROMAMBA = "2.7.0-debian13-slim"
 
 
 def range_pins() -> dict[str, tuple[str, str]]:
-    """PyPI name -> (range, the lowest release it admits) for every catalogue range."""
-    pins = {}
-    for group in ("libraries", "stores"):
-        for entry in CATALOGUE[group].values():
-            for pinned in [entry, *entry.get("requires", [])]:
-                if "version" in pinned:
-                    low = next(s.version for s in SpecifierSet(pinned["version"])
-                               if s.operator == ">=")
-                    pins[pinned["pypi"]] = (pinned["version"], f"{low}.0")
-    return pins
+    return admitted_ranges(CATALOGUE)
 
 
 def actions() -> dict[str, tuple[str, str]]:

@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote
 
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 PEP691_JSON = "application/vnd.pypi.simple.v1+json"
@@ -159,3 +160,17 @@ def github_release(standins: Standins, repository: str, tag: str, sha: str) -> N
     standins.answer(f"/github/repos/{repository}/releases/latest",
                     {"tag_name": tag, "name": tag, "draft": False, "prerelease": False})
     standins.answer(f"/github/repos/{repository}/commits/{tag}", {"sha": sha})
+
+
+def admitted_ranges(catalogue: dict) -> dict[str, tuple[str, str]]:
+    """PyPI name -> (range, the lowest release it admits) for every range in the catalogue."""
+    pins = {}
+    for group in ("libraries", "stores"):
+        for entry in catalogue[group].values():
+            for pinned in [entry, *entry.get("requires", [])]:
+                if "version" in pinned:
+                    low = next(s.version for s in SpecifierSet(pinned["version"])
+                               if s.operator == ">=")
+                    pins[pinned["pypi"]] = (pinned["version"], f"{low}.0")
+    return pins
+
