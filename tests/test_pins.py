@@ -167,6 +167,21 @@ def test_every_pin_is_reported_and_current(root, standins, tmp_path):
     assert data["written"] == []
 
 
+def test_every_source_can_be_set_from_the_environment(root, standins, tmp_path):
+    urls = publish(standins, tmp_path, moved_on=False)
+    env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_TOKEN", "GH_TOKEN")}
+    env.update({"PINS_ROOT": str(root), "PINS_PYPI_URL": urls["pypi"],
+                "PINS_CPU_INDEX_URL": urls["cpu"], "PINS_CONDA_CHANNEL_URL": urls["conda"],
+                "PINS_REGISTRY_URL": urls["registry"], "PINS_GITHUB_API_URL": urls["github"]})
+    result = subprocess.run([sys.executable, "-m", "tools.pins", "--json"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert report(result)["summary"]["current"] == len(report(result)["pins"])
+    bad = subprocess.run([sys.executable, "-m", "tools.pins"], cwd=ROOT,
+                         env={**env, "PINS_TIMEOUT": "soon"}, capture_output=True, text=True)
+    assert bad.returncode == 2 and "--timeout: invalid float value: 'soon'" in bad.stderr
+
+
 def test_json_schema(root, standins, tmp_path):
     data = report(run_pins(root, publish(standins, tmp_path, moved_on=True), "--json"))
     assert set(data) == {"pins", "summary", "written"}

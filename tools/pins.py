@@ -469,7 +469,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         default=env("PINS_GITHUB_API_URL",
                                     env("GITHUB_API_URL", "https://api.github.com")),
                         help="GitHub REST API (PINS_GITHUB_API_URL, else GITHUB_API_URL)")
-    parser.add_argument("--timeout", type=float, default=float(env("PINS_TIMEOUT", "20")),
+    parser.add_argument("--timeout", type=float, default=env("PINS_TIMEOUT", "20"),
                         help="seconds per request (PINS_TIMEOUT)")
     return parser.parse_args(argv)
 
