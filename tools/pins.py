@@ -7,6 +7,10 @@ action pinned in the template's workflows, asks each pin's registry for its late
 prints current versus latest. Exit status: 0 when nothing is behind, 1 when a pin is behind or
 admits no release at all, 2 when the catalogue cannot be read. A registry that cannot be reached
 reads "unknown (unreachable)" and does not change the exit status.
+
+`--json` prints {"pins": [{"kind", "name", "where", "current", "latest", "status", "note",
+"writable", "proposed"}], "summary": {status: count}, "written": [{"where", "old", "new",
+"files"}]}; with `--write`, "pins" and "summary" describe the files as written.
 """
 
 from __future__ import annotations
