@@ -60,7 +60,8 @@ def line_version(pin: str, suffix: str = "") -> str:
 
 
 def publish(standins: Standins, folder: Path, *, moved_on: bool,
-            conda_torchvision_build: str = "cpu_py311_h1234567_0") -> dict[str, str]:
+            conda_torchvision_build: str = "cpu_py311_h1234567_0",
+            torchaudio_follows: bool = False) -> dict[str, str]:
     """Register one world's answers on `standins`; the URL of each source."""
     lines = CATALOGUE["torch_releases"]
     torch = [line_version(line["torch"]) for line in lines]
@@ -84,6 +85,9 @@ def publish(standins: Standins, folder: Path, *, moved_on: bool,
                   ("faiss-cpu", "2.0.0", "py311_h7654321_0")]
         tags.append(["2.6.2", NEW_MICROMAMBA, "2.7.0"])  # a second page
         releases["actions/checkout"] = (NEW_CHECKOUT, NEW_SHA)
+    if torchaudio_follows:
+        companions["torchaudio"].append(NEW_TORCH)
+        conda.append(("torchaudio", NEW_TORCH, "cpu_py311_h7654321_0"))
     for name, versions in pypi.items():
         # A yanked release above every other must never count as the latest.
         pypi_project(standins, name, versions, yanked=["99.0.0"] if name == "uv" else [])
@@ -360,3 +364,20 @@ def test_write_with_an_unreachable_channel_adds_no_line(root, standins, tmp_path
     assert (root / "catalogue.yml").read_text(encoding="utf-8") != before
     pin = row(data, "torch on CPU index", "torch_releases[0].torch")
     assert "unknown on conda-forge (unreachable)" in pin["note"]
+
+
+def test_a_torchaudio_release_joins_the_new_line_and_retires_the_old_one(root, standins,
+                                                                        tmp_path):
+    urls = publish(standins, tmp_path, moved_on=True, torchaudio_follows=True)
+    before = (root / "catalogue.yml").read_text(encoding="utf-8")
+    report(run_pins(root, urls, "--write", "--json"))
+    after = (root / "catalogue.yml").read_text(encoding="utf-8")
+    removed, added = changed_lines(before, after)
+    assert [line for line in removed if "torch:" in line] == [
+        '  - {torch: "2.13.*", torchvision: "0.28.*"}',
+        '  - {torch: "2.11.*", torchvision: "0.26.*", torchaudio: "2.11.*"}']
+    assert [line for line in added if "torch:" in line] == [
+        '  - {torch: "2.15.*", torchvision: "0.30.*", torchaudio: "2.15.*"}']
+    assert yaml.safe_load(after)["torch_releases"] == [
+        {"torch": "2.15.*", "torchvision": "0.30.*", "torchaudio": "2.15.*"}]
+

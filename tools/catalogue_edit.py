@@ -79,15 +79,6 @@ class Catalogue:
         self.edits.append(Edit(node.start_mark.index, node.end_mark.index,
                                flow_mapping(entries)))
 
-    def insert_item_before(self, path: KeyPath, entries: dict[str, str]) -> None:
-        """A new `- {...}` line above the item at `path`, indented like it."""
-        node = node_at(self.root, path)
-        line_start = self.text.rfind("\n", 0, node.start_mark.index) + 1
-        prefix = self.text[line_start:node.start_mark.index]
-        if prefix.strip() != "-":
-            raise EditError(f"{'.'.join(map(str, path))} is not a block sequence item")
-        self.edits.append(Edit(line_start, line_start, f"{prefix}{flow_mapping(entries)}\n"))
-
     def remove_item(self, path: KeyPath) -> None:
         """Delete the whole line of a one-line sequence item (`- {...}` and its comment)."""
         node = node_at(self.root, path)

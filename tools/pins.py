@@ -231,12 +231,10 @@ def propose_line(data: dict, sources: Sources) -> tuple[str, Fix | None]:
     text = ", ".join(f"{key} {pin}" for key, pin in entries.items())
 
     def apply(catalogue: Catalogue) -> None:
-        if superseded:
-            catalogue.replace_item(("torch_releases", superseded[0]), entries)
-            for i in superseded[1:]:
-                catalogue.remove_item(("torch_releases", i))
-        else:
-            catalogue.insert_item_before(("torch_releases", 0), entries)
+        # The new line has every library of line 0, so line 0 is always among them.
+        catalogue.replace_item(("torch_releases", superseded[0]), entries)
+        for i in superseded[1:]:
+            catalogue.remove_item(("torch_releases", i))
 
     return f"new release line: {text}", Fix(text, apply)
 
