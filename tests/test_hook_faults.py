@@ -219,7 +219,7 @@ def closed_port_url() -> str:
 @pytest.mark.parametrize("interpreter", ["current", "3.10"])
 def test_control_a_healthy_index_locks(tmp_path, index_files, interpreter):
     """The harness itself: against a healthy index both modes lock and exit 0, also when the
-    hook runs on Python 3.10 (no tomllib: it checks the lock and runs the report another way)."""
+    hook runs on Python 3.10 (no tomllib: it checks the lock another way; uv runs the report)."""
     python = sys.executable if interpreter == "current" else python_310()
     if python is None:
         pytest.skip("no Python 3.10 interpreter on this machine")

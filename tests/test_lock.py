@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -71,8 +70,8 @@ def test_lock_matches_pyproject(default_project):
 
 
 def test_lock_report_ships_and_passes(default_project):
-    report = subprocess.run([sys.executable, "scripts/lock_report.py"], cwd=default_project,
-                            capture_output=True, text=True)
+    report = subprocess.run(["uv", "run", "--script", "scripts/lock_report.py"],
+                            cwd=default_project, capture_output=True, text=True)
     assert report.returncode == 0, report.stdout + report.stderr
     assert "linux/amd64" in report.stdout
 
