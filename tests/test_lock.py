@@ -5,7 +5,6 @@ Projects are locked by the template's own hook, with real uv, against the local 
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,8 +13,8 @@ import pytest
 from packaging.requirements import Requirement
 
 from tests.support import checks
-from tests.support.compat import tomllib
 from tests.support.dockerfile_uv import CONDA_PREFIX, sync_steps
+from tests.support.locks import UV_ENV, locked_package, read_lock
 from tests.support.mirror import build_wheel
 from tests.support.render import ANSWER_SETS, answers_for, local_answers, render
 
@@ -23,14 +22,6 @@ GPU_PREFIXES = ("nvidia-", "cuda-")
 AMD64_PY311 = {"sys_platform": "linux", "platform_machine": "x86_64", "python_version": "3.11",
                "python_full_version": "3.11.7", "platform_system": "Linux", "os_name": "posix",
                "implementation_name": "cpython", "platform_python_implementation": "CPython"}
-UV_ENV = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
-
-def locked(project: Path) -> dict:
-    return tomllib.loads((project / "uv.lock").read_text())
-
-
-def locked_package(project: Path, name: str) -> dict | None:
-    return next((p for p in locked(project)["package"] if p["name"] == name), None)
 
 
 def would_install(project: Path) -> set[str]:
@@ -55,7 +46,7 @@ def default_project(tmp_path_factory, mirror_url) -> Path:
 
 
 def test_hook_locks_cpu_torch_and_no_gpu_package(default_project, mirror_url):
-    names = {p["name"] for p in locked(default_project)["package"]}
+    names = {p["name"] for p in read_lock(default_project)["package"]}
     assert not {n for n in names if n.startswith(GPU_PREFIXES) or n == "triton"}
     torch = locked_package(default_project, "torch")
     assert torch["version"].endswith("+cpu")
@@ -134,8 +125,7 @@ def test_docker_uv_steps_keep_conda_torch_and_install_the_app(default_project, t
 
 
 def test_docker_uv_steps_install_locked_torch_under_the_uv_installer(tmp_path, mirror_url):
-    answers = answers_for("default", ml_libraries=["torch"], vector_store="none",
-                          torch_installer="uv", **local_answers(mirror_url))
+    answers = answers_for("torch-uv-bare", **local_answers(mirror_url))
     project = render(tmp_path / "project", answers, tasks=True)
     assert checks.conda_provides(project) == set()
     prefix = make_prefix(tmp_path, {})

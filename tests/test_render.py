@@ -7,9 +7,8 @@ import yaml
 
 from tests.support import checks
 from tests.support.compat import tomllib
+from tests.support.locks import TORCH_FAMILY
 from tests.support.render import ANSWER_SETS, CATALOGUE, answers_for, render
-
-TORCH_FAMILY = {"torch", "torchvision", "torchaudio"}
 
 
 @pytest.fixture(scope="module", params=sorted(ANSWER_SETS))

@@ -25,7 +25,7 @@ from plumbum import local
 
 from tests.support.compat import tomllib
 from tests.support.mirror import build_mirror
-from tests.support.render import ROOT, local_answers
+from tests.support.render import ROOT, answers_for, local_answers
 
 HOOK = ROOT / "hooks" / "lock_project.py"
 COPIER = Path(sys.executable).with_name("copier")
@@ -129,8 +129,7 @@ def template_repo(tmp_path_factory) -> Path:
 
 def generate_v1(template: Path, dst: Path, mirror_url: str, log: Path, **answers) -> Path:
     """A project from v1.0.0, locked by the copy task, committed as its user would."""
-    data = local_answers(mirror_url, **{"project_name": "Update Check", "ml_libraries": [],
-                                        "vector_store": "none", **answers})
+    data = answers_for("none-bare-311", **local_answers(mirror_url, **answers))
     with hook_log(log):
         run_copy(str(template), dst, data=data, defaults=True, unsafe=True,
                  vcs_ref="v1.0.0", quiet=True)
