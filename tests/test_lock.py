@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from tests.support import checks
 from tests.support.dockerfile_uv import CONDA_PREFIX, sync_steps
@@ -35,7 +37,7 @@ def would_install(project: Path) -> set[str]:
         if line.strip() and not line.startswith(("#", "-")):
             requirement = Requirement(line)
             if requirement.marker is None or requirement.marker.evaluate(AMD64_PY311):
-                names.add(requirement.name.lower())
+                names.add(canonicalize_name(requirement.name))
     return names
 
 
@@ -89,7 +91,7 @@ def installed(prefix: Path) -> dict[str, str]:
         env=UV_ENV, capture_output=True, text=True, check=True).stdout
     import json
 
-    return {item["name"].lower(): item["version"] for item in json.loads(listing)}
+    return {canonicalize_name(item["name"]): item["version"] for item in json.loads(listing)}
 
 
 def replay(project: Path, prefix: Path, workdir: Path) -> None:
@@ -145,6 +147,7 @@ def test_one_owner_per_package(answer_set, tmp_path, mirror_url):
     torch = locked_package(project, "torch")
     env_text = (project / "environment.yml").read_text()
     if torch and "pytorch-cpu" in env_text:
-        release = ".".join(torch["version"].split(".")[:2])
+        version = Version(torch["version"])
+        release = f"{version.major}.{version.minor}"
         assert f"pytorch-cpu={release}.*" in env_text
 
