@@ -56,7 +56,9 @@ def find_links_dirs() -> list[tuple[Path, str]]:
         if result.returncode == 0:
             found += _folders(result.stdout, "pip config")
             break
-    return [(folder, origin) for folder, origin in found if folder.is_dir()]
+    first = {folder: origin for folder, origin in reversed(found)}  # where each was named first
+    return [(folder, first[folder]) for folder in dict.fromkeys(f for f, _ in found)
+            if folder.is_dir()]
 
 
 def find_torch_wheel() -> tuple[Path | None, str]:
