@@ -230,6 +230,14 @@ def image_bytes(tag: str) -> int:
                               capture_output=True, text=True, check=True).stdout)
 
 
+def history_mentions(tag: str, text: str) -> bool:
+    """Whether any layer's history (its command and comment) contains `text`."""
+    history = subprocess.run(["docker", "history", "--no-trunc", "--format",
+                              "{{.CreatedBy}} {{.Comment}}", tag],
+                             capture_output=True, text=True, check=True).stdout
+    return text in history
+
+
 def source_edit(path: Path, count: int) -> None:
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(f"# source-only edit {count}\n")
@@ -286,6 +294,7 @@ def measure(side: Side, proxy, rebuilds: int, rate: float, throttled: bool,
         "bytes_by_host": {hosts.get(host, host): count for host, count in traffic.down.items()},
         "refused": traffic.refused,
         "image_bytes": image_bytes(side.tag),
+        "proxy_in_history": history_mentions(side.tag, proxy.url),
         "rebuild_seconds": statistics.median(rebuild_times),
         "rebuild_runs": rebuild_times,
         "steps": [asdict(step) for step in cold.steps],
@@ -441,6 +450,8 @@ def report(results: dict, rate: float, throttled: bool, rebuilds: int, load_star
               + (f"; refused {result['refused']}" if result["refused"] else ""))
         print(f"\nslowest steps of the {label} cold build\n")
         print(steps_table(slowest([Step(**step) for step in result["steps"]])))
+        if result["proxy_in_history"]:
+            print(f"\nWARNING: the proxy's address is in the {label} image's history")
         if result["warm_installs"]:
             print(f"\nWARNING: this cold build was not cold: {result['warm_installs']}")
         if result["uv_phases"]:
