@@ -120,6 +120,13 @@ def uv_phases(plain_log: str) -> list[str]:
         plain_log, re.M)]
 
 
+def explicit_lock_bytes(lock_text: str, channel_url: str, channel: Path) -> int:
+    """Bytes of the packages an @EXPLICIT lock names from a channel served out of `channel`."""
+    urls = [line.split("#", 1)[0] for line in lock_text.splitlines()
+            if line.startswith(channel_url.rstrip("/") + "/")]
+    return sum((channel / url[len(channel_url.rstrip("/")) + 1:]).stat().st_size for url in urls)
+
+
 def slowest(steps: list[Step], count: int = 5) -> list[Step]:
     timed = [step for step in steps if step.seconds is not None and not step.cached]
     return sorted(timed, key=lambda step: step.seconds, reverse=True)[:count]
@@ -249,6 +256,8 @@ class Side:
     tag: str
     context: Path
     source: Path  # the file a source-only edit touches
+    channel_host: str = ""  # the conda channel's host:port, when the build uses one
+    conda_bytes: int = 0  # what a cold conda step downloads from it
 
 
 def measure(side: Side, proxy, rebuilds: int, rate: float, throttled: bool,
@@ -269,7 +278,11 @@ def measure(side: Side, proxy, rebuilds: int, rate: float, throttled: bool,
         traffic = proxy.reset()
         LOGS.mkdir(parents=True, exist_ok=True)
         (LOGS / f"{side.tag.split('/')[1].split(':')[0]}-cold.log").write_text(cold.log)
-        if not (warm := warm_installs(cold.log)):
+        warm = warm_installs(cold.log)
+        from_channel = traffic.down.get(side.channel_host, 0)
+        if from_channel < side.conda_bytes:
+            warm.append(f"conda: fetched {from_channel:,} of the lock's {side.conda_bytes:,} bytes")
+        if not warm:
             break
         then = "keeping it, marked" if attempt == COLD_ATTEMPTS else "retrying"
         print(f"{side.label}: not cold (another build refilled a cache mount): {warm}; {then}",
@@ -388,7 +401,7 @@ def output_to(log: Path):
                 os.close(copy)
 
 
-def generated_side(folder: Path, index_url: str, channel_url: str) -> Side:
+def generated_side(folder: Path, index_url: str, channel_url: str, channel: Path) -> Side:
     """The template's defaults from this worktree at HEAD, locked by the hook as a user's are."""
     answers = {**GENERATED_ANSWERS, "torch_index_url": index_url, "conda_channel": channel_url}
     log = folder.with_name("render.log")
@@ -402,7 +415,9 @@ def generated_side(folder: Path, index_url: str, channel_url: str) -> Side:
         sys.exit(f"the lock hook wrote no {', '.join(missing)}; see {log}")
     readable_by_the_build(project)
     package = next(path for path in (project / "src").iterdir() if path.is_dir())
-    return Side("generated", GENERATED_TAG, project, package / "__init__.py")
+    lock = (project / "conda-linux-64.lock").read_text(encoding="utf-8")
+    return Side("generated", GENERATED_TAG, project, package / "__init__.py",
+                urlparse(channel_url).netloc, explicit_lock_bytes(lock, channel_url, channel))
 
 
 def readable_by_the_build(project: Path) -> None:
@@ -482,15 +497,16 @@ def main() -> None:
               file=sys.stderr, flush=True)
         standins.ensure()
         mirror = Path(url2pathname(urlparse(build_mirror(work / "mirror")).path))
+        channel_dir = conda_channel.build_channel()
         with IndexServer(IndexFiles.from_mirror(mirror)) as index, \
-                conda_channel.ChannelServer(conda_channel.build_channel()) as channel, \
+                conda_channel.ChannelServer(channel_dir) as channel, \
                 PROXY.CountingProxy(PYPI, rate=rate if args.throttle else None) as proxy:
             sides = []
             if args.only != "generated":
                 sides.append(before_side(work / "before"))
             if args.only != "before":
                 sides.append(generated_side(work / "generated" / "bench-service", index.url,
-                                            channel.url))
+                                            channel.url, channel_dir))
             hosts = {urlparse(index.url).netloc: "CPU index (loopback)",
                      urlparse(channel.url).netloc: "conda channel (loopback)"}
             results = {side.label: measure(side, proxy, args.rebuilds, rate, args.throttle, hosts)

@@ -212,3 +212,14 @@ def test_uv_says_where_its_step_spent_the_time():
     assert bench.uv_phases(log) == ["#12 Prepared 91 packages in 3.65s",
                                     "#12 Installed 91 packages in 3.23s",
                                     "#12 Bytecode compiled 14996 files in 19.59s"]
+
+
+def test_the_conda_lock_says_what_a_cold_conda_step_fetches(tmp_path):
+    (tmp_path / "linux-64").mkdir()
+    (tmp_path / "linux-64" / "pytorch-2.13.0-0.tar.bz2").write_bytes(b"x" * 300)
+    (tmp_path / "noarch").mkdir()
+    (tmp_path / "noarch" / "sympy-1.13.3-0.tar.bz2").write_bytes(b"y" * 20)
+    url = "http://127.0.0.1:8000"
+    lock = (f"# platform: linux-64\n@EXPLICIT\n{url}/linux-64/pytorch-2.13.0-0.tar.bz2#{'a' * 64}\n"
+            f"{url}/noarch/sympy-1.13.3-0.tar.bz2#{'b' * 64}\n")
+    assert bench.explicit_lock_bytes(lock, url + "/", tmp_path) == 320
