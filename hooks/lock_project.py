@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -149,30 +148,12 @@ AUTH_SIGNS = (
 )
 
 
-# The template writes the index table as `[[tool.uv.index]]`, then `name = ...`, then `url = ...`.
-INDEX_TABLE = r'^\[\[tool\.uv\.index\]\]\s*\nname\s*=\s*"([^"]+)"\s*\nurl\s*=\s*"([^"]+)"'
-
-
 @dataclass
 class Index:
-    """The project's CPU index, as its pyproject.toml names it; best effort, for messages."""
+    """The project's CPU index, as copier.yml passes it; for messages only."""
 
-    name: str = "pytorch-cpu"
     url: str = "the CPU index"
-
-    @classmethod
-    def of(cls, project: Path) -> Index:
-        try:
-            text = (project / "pyproject.toml").read_text(encoding="utf-8")
-        except OSError:
-            return cls()
-        found = re.search(INDEX_TABLE, text, re.MULTILINE)
-        return cls(*found.groups()) if found else cls()
-
-    def credential_variables(self) -> str:
-        """uv's variables for its credentials: the name uppercased, other characters as _."""
-        prefix = "UV_INDEX_" + re.sub(r"[^A-Z0-9]", "_", self.name.upper())
-        return f"{prefix}_USERNAME and {prefix}_PASSWORD"
+    credentials: str = "uv's UV_INDEX_<NAME>_USERNAME and _PASSWORD variables"
 
 
 def classify(uv_output: str, index: Index) -> Failure:
@@ -184,7 +165,7 @@ def classify(uv_output: str, index: Index) -> Failure:
         return Failure(
             f"the index refused access without valid credentials (is {index.url} private?)",
             detail,
-            f"uv lock   (with {index.credential_variables()} set in the environment)",
+            f"uv lock   (with {index.credentials} set in the environment)",
         )
     if "no solution found" in text or "unsatisfiable" in text:
         if "not found in the package registry" in text or "was not found in the provided" in text:
@@ -299,7 +280,7 @@ def show_report(project: Path, uv: str) -> int:
     return result.returncode
 
 
-def lock(project: Path) -> Failure | None:
+def lock(project: Path, index: Index) -> Failure | None:
     """Lock the project; returns the failure to report, if any."""
     pyproject, lockfile = project / "pyproject.toml", project / "uv.lock"
     if not pyproject.exists():
@@ -318,6 +299,13 @@ def lock(project: Path) -> Failure | None:
             "pyproject.toml has merge conflict markers from the update; resolve them first",
             next_step="uv lock   (after resolving the conflicts in pyproject.toml)",
         )
+    if pyproject.with_name("pyproject.toml.rej").exists():
+        # Locking now would lock without the user's edits that sit in the .rej file.
+        return Failure(
+            "pyproject.toml.rej holds edits of yours that the update could not apply; "
+            "apply them to pyproject.toml by hand and delete the .rej file first",
+            next_step="uv lock   (after applying pyproject.toml.rej and deleting it)",
+        )
     uv = find_uv()
     if uv is None:
         return Failure(
@@ -325,7 +313,6 @@ def lock(project: Path) -> Failure | None:
             next_step="uv lock   (once uv is installed)",
         )
     timeout = lock_timeout()
-    index = Index.of(project)
     guard = LockGuard(lockfile)
     say(f"locking against {index.url} with {uv} ...")
     try:
@@ -364,6 +351,19 @@ def report_failure(project: Path, failure: Failure) -> None:
     say(*lines)
 
 
+def report_success(project: Path, after_update: bool) -> None:
+    if after_update:
+        say("uv.lock is up to date with pyproject.toml and CPU-only.")
+        return
+    say(
+        "uv.lock is written and CPU-only. Next, in the project (its README.md says more):",
+        f"    cd {project}",
+        "    uv sync      # the locked environment in .venv",
+        "    make test    # this project's tests",
+        "    make build   # the image; then: make doctor",
+    )
+
+
 def announce_update() -> None:
     """Name the template versions; Copier passes them to migrations as VERSION_FROM/VERSION_TO."""
     old, new = os.environ.get("VERSION_FROM"), os.environ.get("VERSION_TO")
@@ -375,13 +375,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", type=Path, default=Path.cwd(), help="project directory")
     parser.add_argument("--after-update", action="store_true", help="run as the update migration")
+    parser.add_argument("--index-url", default=Index.url, help="the CPU index's URL")
+    parser.add_argument(
+        "--index-credentials", default=Index.credentials, help="uv's variables for its credentials"
+    )
     args = parser.parse_args(argv)
     project = args.project.resolve()
     log_run(project, "update" if args.after_update else "copy")
     if args.after_update:
         announce_update()
-    failure = lock(project)
+    failure = lock(project, Index(args.index_url, args.index_credentials))
     if failure is None:
+        report_success(project, args.after_update)
         return 0
     report_failure(project, failure)
     return 1 if strict() else 0

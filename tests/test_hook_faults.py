@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -36,9 +37,11 @@ from plumbum import local
 from tests.support import mirror
 from tests.support.compat import tomllib
 from tests.support.index_server import IndexFiles, IndexServer
-from tests.support.render import ROOT, local_answers, render
+from tests.support.render import CATALOGUE, ROOT, local_answers, render
 
 HOOK = ROOT / "hooks" / "lock_project.py"
+# uv's rule for an index's credential variables: the name in upper case, other characters as "_".
+INDEX_ENV = "UV_INDEX_" + re.sub(r"[^A-Z0-9]", "_", CATALOGUE["torch_index_name"].upper())
 SLOW_TIMEOUT = "5"  # ML_TEMPLATE_LOCK_TIMEOUT for the stalled-index case, in seconds
 
 # One distinct phrase per failure class; a message must carry its own and no other.
@@ -75,6 +78,13 @@ def x86_only_mirror(tmp_path_factory) -> str:
 
 
 # --------------------------------------------------------------------------- the harness
+
+
+def hook_arguments(project: Path) -> list[str]:
+    """What copier.yml's task tells the hook about the project's index."""
+    url = yaml.safe_load((project / ".copier-answers.yml").read_text())["torch_index_url"]
+    return [f"--index-url={url}",
+            f"--index-credentials={INDEX_ENV}_USERNAME and {INDEX_ENV}_PASSWORD"]
 
 
 def digest_tree(folder: Path) -> dict[str, str]:
@@ -144,7 +154,8 @@ class Case:
     def start(self, *, prefix: tuple[str, ...] = (), new_session: bool = False,
               python: str = sys.executable, **env: str | None) -> subprocess.Popen:
         self.process = subprocess.Popen(
-            [*prefix, python, str(HOOK), "--project", str(self.project)],
+            [*prefix, python, str(HOOK), "--project", str(self.project),
+             *hook_arguments(self.project)],
             cwd=self.nest, env=self.env(**env), stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, start_new_session=new_session,
         )

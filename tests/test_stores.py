@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from tests.support.compat import tomllib
-from tests.support.render import local_answers, render
+from tests.support.render import CATALOGUE, local_answers, render
 
-EMBEDDED_STORES = ["chromadb", "qdrant", "lancedb", "faiss"]
-STORE_MODULES = {"chromadb": "chroma_store", "qdrant": "qdrant_store", "lancedb": "lance_store",
-                 "faiss": "faiss_store"}
+STORE_MODULES = {name: store["module"] for name, store in CATALOGUE["stores"].items()
+                 if "module" in store}
+EMBEDDED_STORES = list(STORE_MODULES)
 SHARED_MODULES = ["store", "search", "settings", "embeddings"]
 DOCS = {
     "cats.txt": "Cats purr, nap in the sun and chase mice around the garden.",

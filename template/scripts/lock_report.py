@@ -35,8 +35,12 @@ TORCH = "torch"
 # Container platform -> the `platform_machine` value Linux reports for it.
 PLATFORM_MACHINES = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
 PLATFORM_ALIASES = {
-    "amd64": "linux/amd64", "x86_64": "linux/amd64", "linux/x86_64": "linux/amd64",
-    "arm64": "linux/arm64", "aarch64": "linux/arm64", "linux/aarch64": "linux/arm64",
+    "amd64": "linux/amd64",
+    "x86_64": "linux/amd64",
+    "linux/x86_64": "linux/amd64",
+    "arm64": "linux/arm64",
+    "aarch64": "linux/arm64",
+    "linux/aarch64": "linux/arm64",
     "linux/arm64/v8": "linux/arm64",
 }
 LOCAL_SOURCES = ("virtual", "editable", "directory")
@@ -139,8 +143,12 @@ def compare_versions(lhs: str, op: str, rhs: str) -> bool | None:
         prefix = _release(rhs)[:-1] or _release(rhs)
         return left >= right and compare_versions(lhs, "==", ".".join(map(str, prefix)) + ".*")
     return {
-        "==": left == right, "!=": left != right, "<": left < right,
-        "<=": left <= right, ">": left > right, ">=": left >= right,
+        "==": left == right,
+        "!=": left != right,
+        "<": left < right,
+        "<=": left <= right,
+        ">": left > right,
+        ">=": left >= right,
     }[op]
 
 
@@ -256,8 +264,9 @@ def _evaluate_comparison(lhs: tuple[bool, object], op: str, rhs: tuple[bool, obj
         return left == right
     if op == "!=":
         return left != right
-    return {"<": left < right, "<=": left <= right, ">": left > right,
-            ">=": left >= right}.get(op, False)
+    return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}.get(
+        op, False
+    )
 
 
 def evaluate_marker(marker: str | None, env: dict[str, object]) -> bool:
@@ -474,8 +483,11 @@ def environment_pin(project: Path) -> str | None:
 
 
 def package_id(package: dict) -> tuple[str, str, str]:
-    return (package["name"], package.get("version", ""), json.dumps(package.get("source", {}),
-                                                                     sort_keys=True))
+    return (
+        package["name"],
+        package.get("version", ""),
+        json.dumps(package.get("source", {}), sort_keys=True),
+    )
 
 
 def find_root(lock: dict, pyproject: dict) -> dict:
@@ -501,20 +513,23 @@ def pick_package(dep: dict, by_name: dict[str, list[dict]], env: dict[str, objec
     """The locked package a dependency edge points at, disambiguating forked versions."""
     candidates = by_name.get(dep["name"])
     if not candidates:
-        raise ReportError(f"uv.lock lists {dep['name']} as a dependency but has no entry for "
-                          "it; run `uv lock`")
+        raise ReportError(
+            f"uv.lock lists {dep['name']} as a dependency but has no entry for it; run `uv lock`"
+        )
     if len(candidates) == 1:
         return candidates[0]
     matching = [
-        package for package in candidates
+        package
+        for package in candidates
         if dep.get("version") in (None, package.get("version"))
         and dep.get("source") in (None, package.get("source"))
     ]
     if len(matching) > 1:
         matching = [p for p in matching if _resolution_matches(p, env)] or matching
     if not matching:
-        raise ReportError(f"uv.lock has no {dep['name']} {dep.get('version', '')} entry; "
-                          "run `uv lock`")
+        raise ReportError(
+            f"uv.lock has no {dep['name']} {dep.get('version', '')} entry; run `uv lock`"
+        )
     return matching[0]
 
 
@@ -619,8 +634,11 @@ def describe_source(source: dict) -> str:
 def torch_summary(package: dict, cpu_index: str | None, project: Path) -> dict:
     version = package.get("version", "")
     registry = package.get("source", {}).get("registry")
-    from_cpu = bool(cpu_index and registry and
-                    normalise_index(registry, project) == normalise_index(cpu_index, project))
+    from_cpu = bool(
+        cpu_index
+        and registry
+        and normalise_index(registry, project) == normalise_index(cpu_index, project)
+    )
     return {
         "version": version,
         "local": version.split("+", 1)[1] if "+" in version else None,
@@ -629,8 +647,9 @@ def torch_summary(package: dict, cpu_index: str | None, project: Path) -> dict:
     }
 
 
-def platform_report(lock: dict, root: dict, target: Target, cpu_index: str | None,
-                    project: Path) -> dict:
+def platform_report(
+    lock: dict, root: dict, target: Target, cpu_index: str | None, project: Path
+) -> dict:
     packages = installed_packages(lock, root, target)
     sizes = {p["name"]: package_size(p, target, project) for p in packages}
     torch = next((p for p in packages if p["name"] == TORCH), None)
@@ -646,25 +665,33 @@ def platform_report(lock: dict, root: dict, target: Target, cpu_index: str | Non
     }
 
 
-def find_problems(platforms: dict[str, dict], cpu_index: str | None,
-                  pin: str | None) -> list[str]:
+def find_problems(platforms: dict[str, dict], cpu_index: str | None, pin: str | None) -> list[str]:
     problems = []
     for platform, info in platforms.items():
         if not info["in_lock"]:
-            problems.append(f"{platform}: uv.lock is not solved for this platform "
-                            "(see [tool.uv] environments); run `uv lock`")
+            problems.append(
+                f"{platform}: uv.lock is not solved for this platform "
+                "(see [tool.uv] environments); run `uv lock`"
+            )
         if info["gpu_packages"]:
-            problems.append(f"{platform}: GPU packages would be installed: "
-                            + ", ".join(info["gpu_packages"]))
+            problems.append(
+                f"{platform}: GPU packages would be installed: " + ", ".join(info["gpu_packages"])
+            )
         torch = info["torch"]
         if torch and not torch["from_cpu_index"]:
-            wanted = (f"the {CPU_INDEX_NAME} index ({cpu_index})" if cpu_index else
-                      f"a [[tool.uv.index]] named {CPU_INDEX_NAME}, which pyproject.toml lacks")
-            problems.append(f"{platform}: torch {torch['version']} comes from "
-                            f"{torch['source']}, not {wanted}")
+            wanted = (
+                f"the {CPU_INDEX_NAME} index ({cpu_index})"
+                if cpu_index
+                else f"a [[tool.uv.index]] named {CPU_INDEX_NAME}, which pyproject.toml lacks"
+            )
+            problems.append(
+                f"{platform}: torch {torch['version']} comes from {torch['source']}, not {wanted}"
+            )
         if torch and pin and major_minor(torch["version"]) != pin:
-            problems.append(f"{platform}: environment.yml pins {CONDA_TORCH}={pin} but uv.lock "
-                            f"has torch {torch['version']}")
+            problems.append(
+                f"{platform}: environment.yml pins {CONDA_TORCH}={pin} but uv.lock "
+                f"has torch {torch['version']}"
+            )
     return problems
 
 
@@ -673,12 +700,15 @@ def load_report(project: Path, platforms: list[str] | None = None) -> dict:
     if tomllib is None:
         raise ReportError("needs Python 3.11+ (tomllib) or the `tomli` package on Python 3.10")
     project = Path(project)
-    pyproject = read_toml(project / "pyproject.toml", "run this from the project directory "
-                                                      "or pass --project DIR")
+    pyproject = read_toml(
+        project / "pyproject.toml", "run this from the project directory or pass --project DIR"
+    )
     lock = read_toml(project / "uv.lock", "run `uv lock` to create it")
     if not isinstance(lock.get("package"), list) or lock.get("version") != 1:
-        raise ReportError(f"{project / 'uv.lock'} is not a uv.lock (version 1) this script "
-                          "understands; run `uv lock` with a current uv")
+        raise ReportError(
+            f"{project / 'uv.lock'} is not a uv.lock (version 1) this script "
+            "understands; run `uv lock` with a current uv"
+        )
     try:
         names = [normalise_platform(p) for p in platforms] if platforms else None
     except argparse.ArgumentTypeError as err:
@@ -688,8 +718,9 @@ def load_report(project: Path, platforms: list[str] | None = None) -> dict:
     except ValueError as err:  # a marker this evaluator cannot read
         raise ReportError(f"cannot evaluate a marker: {err}") from None
     except (KeyError, TypeError, AttributeError) as err:
-        raise ReportError(f"unexpected layout in uv.lock or pyproject.toml ({err!r}); "
-                          "run `uv lock`") from None
+        raise ReportError(
+            f"unexpected layout in uv.lock or pyproject.toml ({err!r}); run `uv lock`"
+        ) from None
 
 
 def build_report(project: Path, pyproject: dict, lock: dict, names: list[str] | None) -> dict:
@@ -737,13 +768,16 @@ def format_text(report: dict) -> str:
     for platform, info in report["platforms"].items():
         # A trailing + marks the total as a lower bound: some sizes are unknown.
         size = f"{info['download_bytes'] / 1e6:.1f} MB" + ("+" if info["unknown_size"] else "")
-        lines.append(f"{platform:<14}{info['packages']:>8}  {len(info['gpu_packages']):>3}  "
-                     f"{labels[platform]:<{width}}{size:>8}")
+        lines.append(
+            f"{platform:<14}{info['packages']:>8}  {len(info['gpu_packages']):>3}  "
+            f"{labels[platform]:<{width}}{size:>8}"
+        )
         if info["gpu_packages"]:
             notes.append(f"{platform} gpu packages: {', '.join(info['gpu_packages'])}")
         if info["unknown_size"]:
-            notes.append(f"{platform} unknown size (not in total): "
-                         + ", ".join(info["unknown_size"]))
+            notes.append(
+                f"{platform} unknown size (not in total): " + ", ".join(info["unknown_size"])
+            )
     lines += notes
     lines += [f"problem: {problem}" for problem in report["problems"]]
     return "\n".join(lines)
@@ -752,13 +786,22 @@ def format_text(report: dict) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Per-platform footprint of uv.lock: packages, GPU wheels, torch build, "
-                    "download size.")
-    parser.add_argument("--project", type=Path, default=Path.cwd(),
-                        help="project directory holding pyproject.toml and uv.lock "
-                             "(default: current directory)")
-    parser.add_argument("--platform", dest="platforms", action="append", type=normalise_platform,
-                        help="linux/amd64 or linux/arm64; repeat for both "
-                             "(default: the platforms in [tool.uv] environments)")
+        "download size."
+    )
+    parser.add_argument(
+        "--project",
+        type=Path,
+        default=Path.cwd(),
+        help="project directory holding pyproject.toml and uv.lock (default: current directory)",
+    )
+    parser.add_argument(
+        "--platform",
+        dest="platforms",
+        action="append",
+        type=normalise_platform,
+        help="linux/amd64 or linux/arm64; repeat for both "
+        "(default: the platforms in [tool.uv] environments)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser.parse_args(argv)
 

@@ -57,7 +57,9 @@ class FaissStore(VectorStore):
         self._index.add_with_ids(matrix, keys)
         for key, doc in zip(keys.tolist(), documents, strict=True):
             self._documents[str(key)] = {
-                "id": doc.id, "text": doc.text, "metadata": dict(doc.metadata),
+                "id": doc.id,
+                "text": doc.text,
+                "metadata": dict(doc.metadata),
             }
         self._save()
 

@@ -39,8 +39,11 @@ class ChromaStore(VectorStore):
             include=["documents", "metadatas", "distances"],
         )
         rows = zip(
-            result["ids"][0], result["documents"][0], result["metadatas"][0],
-            result["distances"][0], strict=True,
+            result["ids"][0],
+            result["documents"][0],
+            result["metadatas"][0],
+            result["distances"][0],
+            strict=True,
         )
         # Chroma reports cosine distance; similarity is 1 - distance.
         return [

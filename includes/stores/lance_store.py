@@ -54,8 +54,10 @@ class LanceStore(VectorStore):
         rows = self._table.search(list(vector)).distance_type("cosine").limit(k).to_list()
         # LanceDB reports cosine distance; similarity is 1 - distance.
         return [
-            Hit(Document(row["id"], row["text"], json.loads(row["metadata"])),
-                1.0 - row["_distance"])
+            Hit(
+                Document(row["id"], row["text"], json.loads(row["metadata"])),
+                1.0 - row["_distance"],
+            )
             for row in rows
         ]
 
