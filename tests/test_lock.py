@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,8 @@ from tests.support import checks
 from tests.support.compat import tomllib
 from tests.support.dockerfile_uv import CONDA_PREFIX, sync_steps
 from tests.support.mirror import build_wheel
-from tests.support.render import ANSWER_SETS, answers_for, local_answers, render
+from tests.support.render import ANSWER_SETS, CATALOGUE, answers_for, local_answers, render
 
-GPU_PREFIXES = ("nvidia-", "cuda-")
 AMD64_PY311 = {"sys_platform": "linux", "platform_machine": "x86_64", "python_version": "3.11",
                "python_full_version": "3.11.7", "platform_system": "Linux", "os_name": "posix",
                "implementation_name": "cpython", "platform_python_implementation": "CPython"}
@@ -55,13 +55,34 @@ def default_project(tmp_path_factory, mirror_url) -> Path:
     return render(destination, answers_for("default", **local_answers(mirror_url)), tasks=True)
 
 
-def test_hook_locks_cpu_torch_and_no_gpu_package(default_project, mirror_url):
-    names = {p["name"] for p in locked(default_project)["package"]}
-    assert not {n for n in names if n.startswith(GPU_PREFIXES) or n == "triton"}
-    torch = locked_package(default_project, "torch")
+def gpu_packages(project: Path) -> set[str]:
+    names = {p["name"] for p in locked(project)["package"]}
+    return {n for n in names if any(fnmatchcase(n, p) for p in CATALOGUE["gpu_packages"])}
+
+
+def assert_cpu_torch_from(project: Path, mirror_url: str) -> None:
+    assert gpu_packages(project) == set()
+    torch = locked_package(project, "torch")
     assert torch["version"].endswith("+cpu")
     assert Path(torch["source"]["registry"]) == Path(mirror_url.removeprefix("file://"))
+
+
+def test_hook_locks_cpu_torch_and_no_gpu_package(default_project, mirror_url):
+    assert_cpu_torch_from(default_project, mirror_url)
+    names = {p["name"] for p in locked(default_project)["package"]}
     assert "sentence-transformers" in names and "chromadb" in names
+
+
+def test_an_upgrade_keeps_torch_on_the_cpu_index(default_project, mirror_url, tmp_path):
+    """What dependabot's uv updater runs: `uv lock --upgrade`, every package at its newest."""
+    project = shutil.copytree(default_project, tmp_path / "project")
+    upgrade = subprocess.run(["uv", "lock", "--upgrade"], cwd=project, env=UV_ENV,
+                             capture_output=True, text=True)
+    assert upgrade.returncode == 0, upgrade.stderr
+    assert_cpu_torch_from(project, mirror_url)
+    report = subprocess.run([sys.executable, "scripts/lock_report.py"], cwd=project,
+                            capture_output=True, text=True)
+    assert report.returncode == 0, report.stdout + report.stderr
 
 
 def test_lock_matches_pyproject(default_project):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 import yaml
 
@@ -28,6 +30,17 @@ def requirement_names(pyproject: dict) -> set[str]:
 def test_project_passes_the_full_file_checks(rendered):
     project, _ = rendered
     checks.check_project(project)
+
+
+def test_dependabot_covers_uv_docker_and_actions(rendered):
+    project, _ = rendered
+    config = project / ".github" / "dependabot.yml"
+    result = subprocess.run([checks.tool("check-jsonschema"), "--builtin-schema",
+                             "vendor.dependabot", str(config)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    updates = yaml.safe_load(config.read_text())["updates"]
+    assert {u["package-ecosystem"] for u in updates} == {"uv", "docker", "github-actions"}
+    assert all(u["directory"] == "/" for u in updates)
 
 
 def test_python_version_is_the_same_everywhere(rendered):

@@ -64,6 +64,13 @@ def assert_generated_tests_pass(project: Path) -> None:
     assert " passed" in result.stdout and "failed" not in result.stdout
 
 
+def assert_types_check(project: Path) -> None:
+    """mypy over src and tests, as `make lint` and the generated CI run it."""
+    result = run(project, "uv", "run", "--locked", "mypy")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert result.stdout.startswith("Success: no issues found")
+
+
 def assert_doctor_reports_cpu_only(project: Path, store: str) -> str:
     result = run(project, "uv", "run", "--locked", "python", "-m", package_of(project), "doctor")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -129,6 +136,12 @@ def test_generated_tests_pass_against_the_real_store(store_project):
 
 
 @pytest.mark.slow
+def test_mypy_finds_no_errors(store_project):
+    _, project = store_project
+    assert_types_check(project)
+
+
+@pytest.mark.slow
 def test_doctor_passes_and_names_the_store(store_project):
     store, project = store_project
     assert "torch         not installed" in assert_doctor_reports_cpu_only(project, store)
@@ -154,6 +167,34 @@ def default_project(mirror_url, tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_default_project_tests_pass_without_downloading_a_model(default_project):
     assert_generated_tests_pass(default_project)
+
+
+@pytest.mark.slow
+def test_default_project_mypy_finds_no_errors(default_project):
+    assert_types_check(default_project)
+
+
+@pytest.mark.slow
+def test_default_project_without_the_model_names_the_offline_embedder(default_project, tmp_path):
+    """The model cannot be downloaded (HF_HUB_OFFLINE): one line, no traceback, nothing created."""
+    prefix = package_of(default_project).upper()
+    env = {f"{prefix}_DATA_DIR": str(tmp_path / "data")}
+    script = slug_of(default_project)
+    ingest = run(default_project, "uv", "run", "--locked", script, "ingest",
+                 str(write_docs(tmp_path / "docs")), env=env)
+    assert ingest.returncode == 1, ingest.stdout + ingest.stderr
+    assert ingest.stderr.count("\n") == 1 and "Traceback" not in ingest.stderr, ingest.stderr
+    assert f"{prefix}_EMBEDDER=hashing" in ingest.stderr
+    assert not (tmp_path / "data").exists()
+    # With a store in place, a query fails the same way and leaves the store as it was.
+    hashing = {**env, f"{prefix}_EMBEDDER": "hashing"}
+    assert run(default_project, "uv", "run", "--locked", script, "ingest",
+               str(tmp_path / "docs"), env=hashing).returncode == 0
+    before = sorted(path.name for path in (tmp_path / "data").rglob("*"))
+    query = run(default_project, "uv", "run", "--locked", script, "query", "cats", env=env)
+    assert query.returncode == 1 and query.stderr.count("\n") == 1, query.stderr
+    assert f"{prefix}_EMBEDDER=hashing" in query.stderr and "Traceback" not in query.stderr
+    assert sorted(path.name for path in (tmp_path / "data").rglob("*")) == before
 
 
 @pytest.mark.slow

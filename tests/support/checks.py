@@ -100,6 +100,10 @@ def check_python_lint(project: Path) -> None:
     result = subprocess.run([tool("ruff"), "check", "--no-cache", "--quiet", str(project)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+    # What `make lint` and the generated CI run: the generated code is as ruff formats it.
+    result = subprocess.run([tool("ruff"), "format", "--check", "--diff", "--no-cache", "."],
+                            cwd=project, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def check_project(project: Path) -> None:
