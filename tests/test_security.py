@@ -323,7 +323,7 @@ def test_build_context_keeps_secrets_and_junk_out(tmp_path):
 ])
 def test_a_url_with_credentials_is_refused_without_echoing_them(tmp_path, url):
     destination = tmp_path / "project"
-    with pytest.raises(ValueError, match="torch_index_url must not carry credentials") as refusal:
+    with pytest.raises(ValueError, match="torch_index_url': must not hold credentials") as refusal:
         render(destination, {"project_name": "Leak", "torch_index_url": url})
     assert "secret" not in str(refusal.value)
     assert f"{INDEX_ENV}_USERNAME" in str(refusal.value)
