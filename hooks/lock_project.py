@@ -354,14 +354,8 @@ def report_failure(project: Path, failure: Failure) -> None:
 def report_success(project: Path, after_update: bool) -> None:
     if after_update:
         say("uv.lock is up to date with pyproject.toml and CPU-only.")
-        return
-    say(
-        "uv.lock is written and CPU-only. Next, in the project (its README.md says more):",
-        f"    cd {project}",
-        "    uv sync      # the locked environment in .venv",
-        "    make test    # this project's tests",
-        "    make build   # the image; then: make doctor",
-    )
+    else:
+        say(f"uv.lock is written and CPU-only: {project} is ready to build (make build).")
 
 
 def announce_update() -> None:

@@ -409,6 +409,31 @@ def test_copier_keeps_the_project_when_the_index_is_unreachable(tmp_path, monkey
     assert f"Next, run:  cd {destination} && uv lock" in output
 
 
+@pytest.mark.parametrize("index", ["unreachable", "working"])
+def test_copier_cli_messages_follow_the_lock_outcome(tmp_path, x86_only_mirror, index):
+    """What a user reads after `copier copy`: the hook's outcome, then a neutral next-steps note."""
+    url = closed_port_url() if index == "unreachable" else x86_only_mirror
+    answers = tmp_path / "answers.yml"
+    answers.write_text(yaml.safe_dump(local_answers(url, **BASE_ANSWERS)))
+    destination = tmp_path / "project"
+    copier = Path(sys.executable).with_name("copier")
+    result = subprocess.run(
+        [str(copier), "copy", "--trust", "--defaults", "--vcs-ref", "HEAD",
+         "--data-file", str(answers), str(ROOT), str(destination)],
+        env={**os.environ, "UV_CACHE_DIR": str(tmp_path / "uv-cache"), "ML_TEMPLATE_STRICT": "0"},
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    if index == "unreachable":
+        assert CLASSES["network"] in result.stdout
+        assert "uv.lock is written" not in result.stdout
+    else:
+        assert "uv.lock is written and CPU-only" in result.stdout
+    message = result.stderr[result.stderr.index("Copier wrote"):]
+    assert "ready" not in message and "docker build" not in message
+    assert "uv sync" in message and "make test" in message and "README.md" in message
+
+
 def test_copier_strict_mode_fails_the_copy(tmp_path, monkeypatch, index_files):
     """For CI: ML_TEMPLATE_STRICT=1 turns a failed lock into Copier's TaskError."""
     env = task_env(monkeypatch, UV_CACHE_DIR=str(tmp_path / "uv-cache"), ML_TEMPLATE_STRICT="1")
