@@ -57,7 +57,7 @@ def default_project(tmp_path_factory, mirror_url) -> Path:
 
 def gpu_packages(project: Path) -> set[str]:
     names = {p["name"] for p in locked(project)["package"]}
-    return {n for n in names if any(fnmatchcase(n, p) for p in CATALOGUE["gpu_packages"])}
+    return {n for n in names if any(fnmatchcase(n, p) for p in CATALOGUE["gpu_packages"]["pypi"])}
 
 
 def assert_cpu_torch_from(project: Path, mirror_url: str) -> None:
