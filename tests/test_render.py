@@ -12,6 +12,7 @@ from tests.support.compat import tomllib
 from tests.support.render import ANSWER_SETS, CATALOGUE, answers_for, render
 
 TORCH_FAMILY = {"torch", "torchvision", "torchaudio"}
+INDEX_NAME = CATALOGUE["torch_index_name"]
 
 
 @pytest.fixture(scope="module", params=sorted(ANSWER_SETS))
@@ -57,10 +58,10 @@ def test_python_version_is_the_same_everywhere(rendered):
 def test_torch_family_only_from_the_explicit_cpu_index(rendered):
     project, answers = rendered
     uv = tomllib.loads((project / "pyproject.toml").read_text())["tool"]["uv"]
-    assert uv["index"] == [{"name": "pytorch-cpu", "url": answers["torch_index_url"],
+    assert uv["index"] == [{"name": INDEX_NAME, "url": answers["torch_index_url"],
                             "explicit": True}]
     assert {name for name, source in uv["sources"].items()
-            if source == {"index": "pytorch-cpu"}} == TORCH_FAMILY
+            if source == {"index": INDEX_NAME}} == TORCH_FAMILY
     assert "index-strategy" not in uv and "extra-index-url" not in uv
 
 
@@ -132,7 +133,7 @@ def test_runtime_guard_and_user(rendered):
     cmd = next(i for i in runtime if i.cmd == "CMD")
     assert list(cmd.value) == ["python", "-m", package]
     env = dict(zip(*[iter(next(i for i in runtime if i.cmd == "ENV").value)] * 2, strict=True))
-    assert env["UV_INDEX"].strip('"') == f"pytorch-cpu={answers['torch_index_url']}"
+    assert env["UV_INDEX"].strip('"') == f"{INDEX_NAME}={answers['torch_index_url']}"
     assert env["PIP_EXTRA_INDEX_URL"].strip('"') == answers["torch_index_url"]
 
 
