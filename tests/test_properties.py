@@ -74,6 +74,14 @@ def quoted_inner(text: str) -> str:
     return one_line(text).replace("\\", "\\\\").replace('"', '\\"')
 
 
+def python_inner(text: str) -> str:
+    """The inside of includes/text.jinja's python_string: ruff's choice of quotes."""
+    line = one_line(text).replace("\\", "\\\\")
+    if line.count('"') > line.count("'"):
+        return line.replace("'", "\\'")
+    return line.replace('"', '\\"')
+
+
 def markdown(text: str) -> str:
     escaped = re.sub(r"([\\`*_{}\[\]<>#|~!&])", r"\\\1", one_line(text))
     return re.sub(r"^([-+=]|[0-9]+(?=[.)]))", r"\\\1", escaped)
@@ -209,8 +217,8 @@ def check_refusal(message: str, question: str, destination: Path) -> None:
 def check_layout_and_leftovers(project: Path, free: list[str]) -> None:
     """checks.check_layout, except that Jinja delimiters the user typed may appear where the
     user's text lands (escaped for its file); anywhere else they are leftovers."""
-    forms = sorted({form(text) for text in free for form in (one_line, quoted_inner, markdown)}
-                   - {""}, key=len, reverse=True)
+    escapes = (one_line, quoted_inner, python_inner, markdown)
+    forms = sorted({form(text) for text in free for form in escapes} - {""}, key=len, reverse=True)
     for path in checks.text_files(project):
         text = path.read_text(encoding="utf-8")
         name = path.relative_to(project)
