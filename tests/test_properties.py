@@ -272,7 +272,8 @@ def check_rendered(project: Path, answers: dict) -> None:
                 for kw in node.keywords if kw.arg == "description"]
     assert literals == [one_line(description)]
     init = ast.parse((project / "src" / package / "__init__.py").read_text(encoding="utf-8"))
-    assert ast.get_docstring(init, clean=False) == f"{slug}: {one_line(description)}"
+    summary = one_line(description)
+    assert ast.get_docstring(init, clean=False) == (f"{slug}: {summary}" if summary else slug)
     readme = (project / "README.md").read_text(encoding="utf-8").splitlines()
     assert readme[0].startswith("# ") and unescape_markdown(readme[0][2:]) == one_line(
         recorded["project_name"])
