@@ -69,3 +69,9 @@ def test_derived_defaults_are_valid(tmp_path, name, slug, package):
     assert f"project_slug: {slug}\n" in answers
     assert f"package_name: {package}\n" in answers
     assert (project / "src" / package / "__main__.py").exists()
+
+
+def test_project_name_placeholder_reads_as_an_example():
+    """Copier shows a placeholder greyed, like a default; Enter then submits nothing."""
+    question = yaml.safe_load((ROOT / "copier.yml").read_text())["project_name"]
+    assert "default" in question or question["placeholder"].startswith("e.g. ")
