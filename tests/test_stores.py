@@ -145,7 +145,9 @@ def test_the_readme_search_commands_run_as_written(store_project, tmp_path):
     _, project = store_project
     readme = (project / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("## Search your documents"):]
-    block = section[section.index("```sh\n") + 6:section.index("\n```")]
+    start = section.index("```sh\n") + len("```sh\n")
+    block = section[start:section.index("\n```", start)]
+    assert "ingest" in block and "query" in block, block
     env = {f"{package_of(project).upper()}_DATA_DIR": str(tmp_path / "data")}
     result = run(project, "bash", "-euo", "pipefail", "-c", block, env=env)
     assert result.returncode == 0, block + "\n" + result.stdout + result.stderr
