@@ -153,7 +153,7 @@ def sha256_of(path: Path) -> str:
 
 @dataclass
 class CondaPackage:
-    """What goes into one `.tar.bz2`: index.json fields and the files (path -> bytes or zip member)."""
+    """One `.tar.bz2`'s index.json fields and files (path -> bytes, or a wheel's zip member)."""
 
     name: str
     version: str
