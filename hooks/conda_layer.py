@@ -16,9 +16,9 @@ NEXT_STEP = "make lock"
 STALE_PINS = "uv.lock is written, but its pins from the conda layer are stale"
 # scripts/conda_lock.py's exit statuses for failures it recognises.
 REASONS = {
-    10: "environment.yml or pyproject.toml cannot be read as a conda lock input",
-    11: "the conda channel could not be reached or answered with an error",
-    12: "environment.yml cannot be satisfied from the conda channel",
+    10: "environment.yml or pyproject.toml cannot be read for the conda lock",
+    11: "the conda channel did not answer (unreachable, or an HTTP error)",
+    12: "environment.yml has no solution in the conda channel",
     13: "the conda channel has no packages for one of the lock platforms",
 }
 

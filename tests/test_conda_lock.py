@@ -1,0 +1,312 @@
+"""The conda layer's lock: written at copy, by `make lock` and on update; uv.lock agrees with it.
+
+Projects lock against the local conda channel of tests/support/conda_channel.py (real PyPI
+wheels repacked as conda packages, `sympy` and `networkx` older than PyPI's), served on
+loopback, and against the local CPU torch mirror. What a lock holds is checked against the
+channel's own repodata, not against what scripts/conda_lock.py says of itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from copier import run_copy, run_update
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+from rattler import MatchSpec
+from rattler.explicit_environment import ExplicitEnvironmentSpec
+
+from tests.support.compat import tomllib
+from tests.support.conda_channel import (
+    LAGGING,
+    VERSIONS,
+    ChannelServer,
+    build_channel,
+    channel_records,
+    unreachable_url,
+)
+from tests.support.render import CATALOGUE, ROOT, answers_for, local_answers, render
+
+HOOK = ROOT / "hooks" / "lock_project.py"
+UV_ENV = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+PYPI_NAMES = CATALOGUE["conda"]["pypi_names"]
+AMD64 = "conda-linux-64.lock"
+
+
+@pytest.fixture(scope="module")
+def channel() -> Path:
+    return build_channel()
+
+
+@pytest.fixture(scope="module")
+def channel_url(channel) -> str:
+    with ChannelServer(channel) as server:
+        yield server.url
+
+
+def answers(mirror_url: str, channel_url: str, name: str = "default", **overrides) -> dict:
+    return answers_for(name, **local_answers(mirror_url, conda_channel=channel_url, **overrides))
+
+
+def run_hook(project: Path, *extra: str, strict: bool = True) -> subprocess.CompletedProcess:
+    env = {**UV_ENV, "ML_TEMPLATE_STRICT": "1" if strict else "0"}
+    return subprocess.run([sys.executable, str(HOOK), "--project", str(project), *extra],
+                          env=env, capture_output=True, text=True, check=False)
+
+
+def conda_lock_script(project: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["uv", "run", "--quiet", "--script", "scripts/conda_lock.py", *args],
+                          cwd=project, env=UV_ENV, capture_output=True, text=True, check=False)
+
+
+def digest_tree(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def locked_records(project: Path, channel: Path, lock: str = AMD64) -> dict[str, dict]:
+    """{conda name: repodata record} for each package the lock lists, checked against the channel.
+
+    Every line must be a URL under the channel with the sha256 of that very file.
+    """
+    spec = ExplicitEnvironmentSpec.from_path(project / lock)
+    subdir = str(spec.platform)
+    served = channel_records(channel)
+    url = yaml.safe_load((project / "environment.yml").read_text())["channels"][0]
+    found = {}
+    for entry in spec.packages:
+        location, _, digest = entry.url.partition("#")
+        assert location.startswith(f"{url}/"), location
+        folder, filename = location.removeprefix(f"{url}/").split("/")
+        assert folder in (subdir, "noarch")
+        record = served[folder][filename]
+        assert digest == record["sha256"]
+        assert digest == hashlib.sha256((channel / folder / filename).read_bytes()).hexdigest()
+        found[record["name"]] = record
+    return found
+
+
+def python_distributions(records: dict[str, dict]) -> dict[str, str]:
+    """PyPI name -> version of the locked conda packages that depend on python."""
+    return {
+        canonicalize_name(PYPI_NAMES.get(name, name)): record["version"]
+        for name, record in records.items()
+        if name != "python"
+        and any(MatchSpec(dep).name.normalized == "python" for dep in record["depends"])
+    }
+
+
+def uv_versions(project: Path) -> dict[str, set[str]]:
+    data = tomllib.loads((project / "uv.lock").read_text())
+    versions: dict[str, set[str]] = {}
+    for package in data["package"]:
+        if "version" in package:
+            versions.setdefault(package["name"], set()).add(Version(package["version"]).public)
+    return versions
+
+
+def assert_layers_agree(project: Path, channel: Path) -> dict[str, str]:
+    """Every Python distribution both layers hold has one version, conda's, in uv.lock."""
+    from_conda = python_distributions(locked_records(project, channel))
+    from_uv = uv_versions(project)
+    shared = from_conda.keys() & from_uv.keys()
+    assert shared, "no package is shared: the check would prove nothing"
+    for name in shared:
+        assert from_uv[name] == {from_conda[name]}, f"{name}: uv {from_uv[name]}, not conda's"
+    return from_conda
+
+
+# --------------------------------------------------------------------------- locks at copy
+
+
+@pytest.fixture(scope="module")
+def default_project(tmp_path_factory, mirror_url, channel_url) -> Path:
+    destination = tmp_path_factory.mktemp("conda-default") / "project"
+    return render(destination, answers(mirror_url, channel_url), tasks=True)
+
+
+def test_copy_writes_the_conda_lock_from_the_channel(default_project, channel):
+    records = locked_records(default_project, channel)
+    assert {"python", "pytorch", "pytorch-cpu", "sympy", "networkx", "mpmath", "filelock",
+            "jinja2", "markupsafe", "fsspec", "typing_extensions", "setuptools"} == set(records)
+    assert records["pytorch"]["build"].startswith("cpu_")
+    # The older of each pair the channel carries for lagging images is never picked unpinned.
+    for name, version in LAGGING.items():
+        assert records[name]["version"] == VERSIONS[name] != version
+    assert not (default_project / "conda-linux-aarch64.lock").exists()
+
+
+def test_uv_lock_agrees_with_the_conda_lock(default_project, channel):
+    shared = assert_layers_agree(default_project, channel)
+    # PyPI has newer sympy and networkx: uv took conda's because the conda lock pinned them.
+    assert shared["sympy"] == VERSIONS["sympy"] and shared["networkx"] == VERSIONS["networkx"]
+    assert uv_versions(default_project)["torch"] == {"2.13.0"}
+
+
+def test_both_locks_are_fresh(default_project):
+    check = conda_lock_script(default_project, "--check")
+    assert check.returncode == 0, check.stderr
+    uv_check = subprocess.run(["uv", "lock", "--check"], cwd=default_project, env=UV_ENV,
+                              capture_output=True, text=True, check=False)
+    assert uv_check.returncode == 0, uv_check.stderr
+
+
+def test_faiss_answers_lock_conda_faiss_and_its_numpy(tmp_path, mirror_url, channel_url, channel):
+    project = render(tmp_path / "project",
+                     answers(mirror_url, channel_url, "faiss-conda-sklearn-313"), tasks=True)
+    shared = assert_layers_agree(project, channel)
+    assert shared["faiss-cpu"] == VERSIONS["faiss-cpu"]  # PyPI's newest is 1.15.1
+    assert shared["numpy"] == VERSIONS["numpy"]
+    assert "torch" not in shared
+
+
+def test_check_names_a_stale_lock(default_project, tmp_path):
+    project = shutil.copytree(default_project, tmp_path / "project")
+    environment = project / "environment.yml"
+    environment.write_text(environment.read_text() + "  - numpy\n")
+    stale = conda_lock_script(project, "--check")
+    assert stale.returncode == 1
+    assert f"{AMD64} is stale" in stale.stderr and "make lock" in stale.stderr
+
+    # Relocking (what `make lock` runs first) makes it fresh, with numpy pinned for uv too.
+    relocked = conda_lock_script(project)
+    assert relocked.returncode == 0, relocked.stderr
+    assert conda_lock_script(project, "--check").returncode == 0
+    assert f"numpy=={VERSIONS['numpy']};" in (project / "pyproject.toml").read_text()
+
+    # Pins edited by hand no longer match the locks.
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"sympy==1.13.3;', '"sympy==1.14.0;'))
+    edited = conda_lock_script(project, "--check")
+    assert edited.returncode == 1 and "constraint-dependencies" in edited.stderr
+
+
+def test_makefile_locks_and_verifies_both_layers(default_project):
+    makefile = (default_project / "Makefile").read_text()
+    lock = re.search(r"^lock:.*\n((?:\t.*\n)+)", makefile, re.M).group(1).split("\n\t")
+    verify = re.search(r"^verify:.*\n((?:\t.*\n)+)", makefile, re.M).group(1)
+    assert lock[0].strip() == "uv run --script scripts/conda_lock.py"
+    assert lock[1].strip() == "uv lock"
+    assert "uv run --script scripts/conda_lock.py --check" in verify
+
+
+# --------------------------------------------------------------------------- faults
+
+
+def assert_kept(project: Path, before: dict[str, str], output: str) -> None:
+    assert "Traceback" not in output, output
+    after = digest_tree(project)
+    after.pop("uv.lock", None)
+    assert after == {k: v for k, v in before.items() if k != "uv.lock"}, "the project changed"
+
+
+def test_unreachable_channel_keeps_the_project_and_names_make_lock(tmp_path, mirror_url):
+    with unreachable_url() as dead:
+        project = render(tmp_path / "project", answers(mirror_url, dead))
+        before = digest_tree(project)
+        results = [run_hook(project, strict=strict) for strict in (False, True)]
+    for result, status in zip(results, (0, 1), strict=True):
+        output = result.stdout
+        assert result.returncode == status, output
+        assert_kept(project, before, output)
+        assert "could not lock the conda layer: the conda channel did not answer" in output
+        assert "Connection refused" in output or "connect" in output.lower()
+        assert "pins from the conda layer" in output
+        assert f"Next, run:  cd {project} && make lock" in output
+        assert not list(project.glob("conda-*.lock"))
+        assert (project / "uv.lock").exists(), "uv.lock is locked anyway"
+
+
+def test_unsatisfiable_spec_is_named_and_the_old_lock_kept(default_project, tmp_path):
+    project = shutil.copytree(default_project, tmp_path / "project")
+    environment = project / "environment.yml"
+    environment.write_text(environment.read_text() + "  - sympy=9.9.*\n")
+    before = digest_tree(project)
+    result = run_hook(project)
+    assert result.returncode == 1
+    assert_kept(project, before, result.stdout)
+    assert "environment.yml has no solution in the conda channel" in result.stdout
+    assert "`sympy=9.9.*` cannot be satisfied" in result.stdout
+    assert f"Next, run:  cd {project} && make lock" in result.stdout
+
+
+def test_a_platform_the_channel_lacks_writes_no_lock_at_all(tmp_path, mirror_url, channel_url):
+    # Without torch, uv locks both platforms; the channel has no linux-aarch64 packages.
+    project = render(tmp_path / "project", answers(
+        mirror_url, channel_url, ml_libraries=[], vector_store="none",
+        lock_platforms=["linux/amd64", "linux/arm64"]))
+    before = digest_tree(project)
+    result = run_hook(project)
+    assert result.returncode == 1
+    assert_kept(project, before, result.stdout)
+    assert "has no packages for one of the lock platforms" in result.stdout
+    assert "no packages for linux-aarch64" in result.stdout
+    assert not list(project.glob("conda-*.lock")), "all platforms or none"
+    assert f"Next, run:  cd {project} && make lock" in result.stdout
+
+
+# --------------------------------------------------------------------------- copier update
+
+GIT_ENV = {"GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@localhost",
+           "GIT_COMMITTER_NAME": "T", "GIT_COMMITTER_EMAIL": "t@localhost"}
+V2_LINE = "# Pinned per platform in conda-<platform>.lock."
+README_LINE = "A line the user added."
+
+
+def git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false", *args],
+                   cwd=cwd, env={**os.environ, **GIT_ENV}, check=True, capture_output=True)
+
+
+def commit_all(cwd: Path, message: str) -> None:
+    git(cwd, "add", "-A")
+    git(cwd, "commit", "-q", "-m", message)
+
+
+def test_update_relocks_both_layers_and_keeps_user_edits(tmp_path, mirror_url, channel_url,
+                                                         channel):
+    template = tmp_path / "template"
+    shutil.copytree(ROOT, template, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "__pycache__", ".pytest_cache", ".ruff_cache"))
+    git(template, "init", "-q", "-b", "main")
+    commit_all(template, "Release 1.0.0")
+    git(template, "tag", "v1.0.0")
+    environment = template / "template" / "environment.yml.jinja"
+    environment.write_text(environment.read_text().replace("channels:", f"{V2_LINE}\nchannels:"))
+    commit_all(template, "Release 2.0.0")
+    git(template, "tag", "v2.0.0")
+
+    project = tmp_path / "project"
+    run_copy(str(template), project, data=answers(mirror_url, channel_url), defaults=True,
+             unsafe=True, vcs_ref="v1.0.0", quiet=True)
+    assert (project / AMD64).exists()
+    git(project, "init", "-q", "-b", "main")
+    commit_all(project, "Start")
+    with (project / "README.md").open("a") as readme:
+        readme.write(f"\n{README_LINE}\n")
+    user_environment = project / "environment.yml"
+    user_environment.write_text(user_environment.read_text() + "  - numpy\n")
+    commit_all(project, "My edits")
+    v1_lock = (project / AMD64).read_text()
+
+    run_update(str(project), vcs_ref="v2.0.0", defaults=True, overwrite=True, unsafe=True,
+               quiet=True)
+
+    assert README_LINE in (project / "README.md").read_text()
+    environment_text = user_environment.read_text()
+    assert V2_LINE in environment_text and "  - numpy\n" in environment_text
+    assert (project / AMD64).read_text() != v1_lock
+    assert "numpy" in locked_records(project, channel)
+    assert conda_lock_script(project, "--check").returncode == 0
+    uv_check = subprocess.run(["uv", "lock", "--check"], cwd=project, env=UV_ENV,
+                              capture_output=True, text=True, check=False)
+    assert uv_check.returncode == 0, uv_check.stderr
+    assert_layers_agree(project, channel)
