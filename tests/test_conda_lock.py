@@ -124,6 +124,37 @@ def assert_layers_agree(project: Path, channel: Path) -> dict[str, str]:
     return from_conda
 
 
+# --------------------------------------------------------------------------- the question
+
+CHANNEL_REFUSALS = [
+    ("file:///srv/channel", "conda_channel must not be a file:// URL", "serve the folder"),
+    ("https://user:token@host/ch", "conda_channel must not carry credentials", "auth files"),
+    ('https://host/"x"', "conda_channel must not contain quotes", "percent-encode"),
+    ("ftp://host/channel", "conda_channel must be an http:// or https:// URL", "host name"),
+    ("conda forge", "conda_channel must be a channel name", "conda-forge"),
+]
+
+
+@pytest.mark.parametrize(("value", "rule", "advice"), CHANNEL_REFUSALS)
+def test_bad_channel_is_refused_with_a_short_clear_message(tmp_path, value, rule, advice):
+    destination = tmp_path / "project"
+    with pytest.raises(ValueError, match="question 'conda_channel'") as refused:
+        render(destination, answers_for("default", conda_channel=value))
+    message = str(refused.value).split("question 'conda_channel': ", 1)[1]
+    assert message.startswith(rule) and advice in message
+    assert all(len(line) < 80 for line in message.splitlines()), message
+    assert not destination.exists()
+
+
+@pytest.mark.parametrize("value", [
+    "conda-forge/label/dev", "https://mirror.example/conda-forge", "http://[::1]:8080/ch",
+])
+def test_channel_names_and_urls_reach_environment_yml(tmp_path, value):
+    project = render(tmp_path / "project", answers_for("default", conda_channel=value))
+    channels = yaml.safe_load((project / "environment.yml").read_text())["channels"]
+    assert channels == [value, "nodefaults"]
+
+
 # --------------------------------------------------------------------------- locks at copy
 
 
