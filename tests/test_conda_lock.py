@@ -173,6 +173,8 @@ def test_copy_writes_the_conda_lock_from_the_channel(default_project, channel):
     for name, version in LAGGING.items():
         assert records[name]["version"] == VERSIONS[name] != version
     assert not (default_project / "conda-linux-aarch64.lock").exists()
+    total = sum(record["size"] for record in records.values())
+    assert f"# download-bytes: {total}\n" in (default_project / AMD64).read_text()
 
 
 def test_uv_lock_agrees_with_the_conda_lock(default_project, channel):
