@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -201,34 +200,37 @@ def test_faiss_answers_lock_conda_faiss_and_its_numpy(tmp_path, mirror_url, chan
     assert "torch" not in shared
 
 
-def test_check_names_a_stale_lock(default_project, tmp_path):
+def make(project: Path, target: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", target], cwd=project, env=UV_ENV, capture_output=True,
+                          text=True, check=False)
+
+
+def test_make_verify_names_a_stale_lock_and_make_lock_freshens_both(default_project, tmp_path,
+                                                                    channel):
     project = shutil.copytree(default_project, tmp_path / "project")
     environment = project / "environment.yml"
     environment.write_text(environment.read_text() + "  - numpy\n")
-    stale = conda_lock_script(project, "--check")
-    assert stale.returncode == 1
+    stale = make(project, "verify")
+    assert stale.returncode != 0
     assert f"{AMD64} is stale" in stale.stderr and "make lock" in stale.stderr
 
-    # Relocking (what `make lock` runs first) makes it fresh, with numpy pinned for uv too.
-    relocked = conda_lock_script(project)
+    relocked = make(project, "lock")
     assert relocked.returncode == 0, relocked.stderr
-    assert conda_lock_script(project, "--check").returncode == 0
+    verified = make(project, "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
     assert f"numpy=={VERSIONS['numpy']};" in (project / "pyproject.toml").read_text()
+    assert "numpy" in locked_records(project, channel)
+    assert_layers_agree(project, channel)
 
-    # Pins edited by hand no longer match the locks.
+
+def test_check_names_pins_edited_by_hand(default_project, tmp_path):
+    project = shutil.copytree(default_project, tmp_path / "project")
     pyproject = project / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace('"sympy==1.13.3;', '"sympy==1.14.0;'))
+    text = pyproject.read_text()
+    assert '"sympy==1.13.3;' in text
+    pyproject.write_text(text.replace('"sympy==1.13.3;', '"sympy==1.14.0;'))
     edited = conda_lock_script(project, "--check")
     assert edited.returncode == 1 and "constraint-dependencies" in edited.stderr
-
-
-def test_makefile_locks_and_verifies_both_layers(default_project):
-    makefile = (default_project / "Makefile").read_text()
-    lock = re.search(r"^lock:.*\n((?:\t.*\n)+)", makefile, re.M).group(1).split("\n\t")
-    verify = re.search(r"^verify:.*\n((?:\t.*\n)+)", makefile, re.M).group(1)
-    assert lock[0].strip() == "uv run --script scripts/conda_lock.py"
-    assert lock[1].strip() == "uv lock"
-    assert "uv run --script scripts/conda_lock.py --check" in verify
 
 
 # --------------------------------------------------------------------------- faults
