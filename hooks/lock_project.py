@@ -346,15 +346,16 @@ def lock(project: Path) -> Failure | None:
     if failure is not None:
         guard.restore()
         return failure
-    if show_report(project, uv) == 1:
-        return Failure(
-            "the lock is not CPU-only (see the problems above)",
-            next_step="uv lock && uv run --script scripts/lock_report.py"
-            "   (after fixing pyproject.toml)",
-        )
-    if conda_failure is not None:
+    report_status = show_report(project, uv)
+    if conda_failure is not None:  # the cause of any overlap the report found
         return Failure(conda_failure.summary(), next_step=conda_failure.next_step,
                        lock_state=conda_layer.STALE_PINS)
+    if report_status == 1:
+        return Failure(
+            "the lock is not CPU-only, or both layers install a package (see the problems above)",
+            next_step="make lock && uv run --script scripts/lock_report.py"
+            "   (after fixing pyproject.toml or environment.yml)",
+        )
     return None
 
 

@@ -9,6 +9,7 @@ channel's own repodata, not against what scripts/conda_lock.py says of itself.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import tomlkit
 import yaml
 from copier import run_copy, run_update
 from packaging.utils import canonicalize_name
@@ -231,6 +233,53 @@ def test_check_names_pins_edited_by_hand(default_project, tmp_path):
     pyproject.write_text(text.replace('"sympy==1.13.3;', '"sympy==1.14.0;'))
     edited = conda_lock_script(project, "--check")
     assert edited.returncode == 1 and "constraint-dependencies" in edited.stderr
+
+
+# --------------------------------------------------------------------------- the lock report
+
+
+def lock_report(project: Path) -> tuple[int, dict]:
+    result = subprocess.run(["uv", "run", "--quiet", "--script", "scripts/lock_report.py",
+                             "--json"], cwd=project, env=UV_ENV, capture_output=True, text=True,
+                            check=False)
+    assert result.returncode in (0, 1), result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def test_lock_report_shows_both_layers_and_no_overlap(default_project, channel):
+    status, report = lock_report(default_project)
+    assert status == 0, report["problems"]
+    amd64 = report["platforms"]["linux/amd64"]
+    layers = amd64["layers"]
+    records = locked_records(default_project, channel)
+    assert layers["conda"]["packages"] == len(records)
+    assert layers["conda"]["download_bytes"] == sum(r["size"] for r in records.values())
+    assert layers["overlaps"] == []
+    shared = python_distributions(records).keys() & uv_versions(default_project).keys()
+    assert layers["uv"]["packages"] == amd64["packages"] - len(shared)
+    text = subprocess.run(["uv", "run", "--quiet", "--script", "scripts/lock_report.py"],
+                          cwd=default_project, env=UV_ENV, capture_output=True, text=True,
+                          check=False).stdout
+    assert f"{len(records)} pkgs" in text and "overlaps" in text
+
+
+def test_lock_report_flags_a_package_both_layers_would_install(default_project, tmp_path):
+    """Without the conda pins, uv takes PyPI's newer sympy: both layers would install one."""
+    project = shutil.copytree(default_project, tmp_path / "project")
+    pyproject = tomlkit.parse((project / "pyproject.toml").read_text())
+    pyproject["tool"]["uv"]["constraint-dependencies"] = tomlkit.array()
+    (project / "pyproject.toml").write_text(tomlkit.dumps(pyproject))
+    relock = subprocess.run(["uv", "lock", "--upgrade-package", "sympy"], cwd=project,
+                            env=UV_ENV, capture_output=True, text=True, check=False)
+    assert relock.returncode == 0, relock.stderr
+    newer = uv_versions(project)["sympy"]
+    assert newer != {VERSIONS["sympy"]}, "PyPI's sympy is no newer: the check proves nothing"
+    status, report = lock_report(project)
+    assert status == 1
+    overlaps = report["platforms"]["linux/amd64"]["layers"]["overlaps"]
+    assert f"sympy (conda {VERSIONS['sympy']}, uv {newer.pop()})" in overlaps
+    assert any("both install sympy" in problem and "make lock" in problem
+               for problem in report["problems"])
 
 
 # --------------------------------------------------------------------------- faults
