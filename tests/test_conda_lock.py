@@ -322,6 +322,23 @@ def test_unsatisfiable_spec_is_named_and_the_old_lock_kept(default_project, tmp_
     assert f"Next, run:  cd {project} && make lock" in result.stdout
 
 
+@pytest.mark.parametrize(("file", "edit", "message"), [
+    ("environment.yml", lambda t: "<<<<<<< before updating\n" + t, "merge conflict markers"),
+    ("environment.yml", lambda t: t + "  - pip:\n    - six\n", "put PyPI packages in pyproject"),
+    ("environment.yml", lambda t: t + "  - ]\n", "environment.yml is not valid YAML"),
+    ("pyproject.toml", lambda t: t + "[[[\n", "pyproject.toml is not valid TOML"),
+])
+def test_bad_input_is_named_and_changes_nothing(default_project, tmp_path, file, edit, message):
+    project = shutil.copytree(default_project, tmp_path / "project")
+    (project / file).write_text(edit((project / file).read_text()))
+    before = digest_tree(project)
+    for args in ((), ("--check",)):
+        result = conda_lock_script(project, *args)
+        assert result.returncode == 10, result.stderr
+        assert message in result.stderr and "Traceback" not in result.stderr
+    assert digest_tree(project) == before
+
+
 def test_a_platform_the_channel_lacks_writes_no_lock_at_all(tmp_path, mirror_url, channel_url):
     # Without torch, uv locks both platforms; the channel has no linux-aarch64 packages.
     project = render(tmp_path / "project", answers(
