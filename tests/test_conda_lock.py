@@ -14,12 +14,15 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 import tomlkit
 import yaml
 from copier import run_copy, run_update
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 from rattler import MatchSpec
@@ -154,6 +157,30 @@ def test_channel_names_and_urls_reach_environment_yml(tmp_path, value):
     project = render(tmp_path / "project", answers_for("default", conda_channel=value))
     channels = yaml.safe_load((project / "environment.yml").read_text())["channels"]
     assert channels == [value, "nodefaults"]
+
+
+CHANNEL_TEXT = st.one_of(
+    st.text(max_size=30),
+    st.from_regex(r"\A(https?|file|FILE|ftp)://[a-z0-9.:@%/\[\]#\"' -]{0,24}\Z"),
+    st.from_regex(r"\A[A-Za-z0-9._/-]{1,24}\Z"),
+)
+
+
+@settings(max_examples=40)
+@given(value=CHANNEL_TEXT)
+def test_any_channel_answer_is_refused_by_name_or_reaches_environment_yml(value):
+    """Never a credential or a host path in the locks, never YAML that reads back otherwise."""
+    with tempfile.TemporaryDirectory() as folder:
+        destination = Path(folder) / "project"
+        try:
+            render(destination, answers_for("default", conda_channel=value))
+        except ValueError as refused:
+            assert "question 'conda_channel'" in str(refused)
+            assert not destination.exists()
+            return
+        channels = yaml.safe_load((destination / "environment.yml").read_text())["channels"]
+    assert channels == [value, "nodefaults"]
+    assert "@" not in value and not value.lower().startswith("file:")
 
 
 # --------------------------------------------------------------------------- locks at copy
