@@ -30,6 +30,9 @@ Use:
         server.url
     shared_channel_url()                           # one server per test process
 
+A conda lock records every package's full URL, port included: keep the same server running from
+the lock (copy or `make lock`) to the image build that downloads from it.
+
 Nothing built here is committed: wheels and the channel live under
 ~/.cache/ml-container-template/ (or $MLCT_CACHE_DIR).
 """
