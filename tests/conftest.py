@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
-from tests.support.mirror import build_mirror
+from tests.support.mirror import build_mirror, describe_torch_wheel
 
 # Hypothesis: deterministic in CI (fixed seed, no example database, 200 examples per property);
 # HYPOTHESIS_PROFILE=thorough explores ten times as many, from a random seed.
@@ -23,12 +22,11 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    return describe_torch_wheel()
+
+
 @pytest.fixture(scope="session")
 def mirror_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A local PEP 503 CPU index: the real torch wheel when on disk, a synthetic one otherwise."""
     return build_mirror(tmp_path_factory.mktemp("mirror"))
-
-
-@pytest.fixture
-def project_dir(tmp_path: Path) -> Path:
-    return tmp_path / "project"

@@ -6,12 +6,14 @@ import subprocess
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.support import checks
 from tests.support.compat import tomllib
+from tests.support.locks import TORCH_FAMILY
 from tests.support.render import ANSWER_SETS, CATALOGUE, answers_for, render
 
-TORCH_FAMILY = {"torch", "torchvision", "torchaudio"}
 INDEX_NAME = CATALOGUE["torch_index_name"]
 
 
@@ -24,8 +26,8 @@ def rendered(request, tmp_path_factory):
 
 
 def requirement_names(pyproject: dict) -> set[str]:
-    return {req.split("=")[0].split(">")[0].split("<")[0] for req in
-            pyproject["project"]["dependencies"]}
+    return {canonicalize_name(Requirement(req).name)
+            for req in pyproject["project"]["dependencies"]}
 
 
 def test_project_passes_the_full_file_checks(rendered):

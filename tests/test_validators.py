@@ -27,6 +27,8 @@ REFUSALS = [
     ("torch_index_url", "https://host/a b", "must be http(s):// or file:///"),
     ("torch_index_url", 'https://host/"x"', "must not hold quotes $ # \\ or `"),
     ("torch_index_url", "https://user:token@host/simple", "must not hold credentials"),
+    ("conda_channel", "file:///srv/channel", "must not be a file:// URL"),
+    ("conda_channel", "conda forge", "must be a name or http(s):// URL"),
     ("lock_platforms", [], "must name at least one platform"),
 ]
 

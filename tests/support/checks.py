@@ -37,8 +37,15 @@ def check_layout(project: Path) -> None:
     """No leftover Jinja, no blank runs, no trailing spaces, one final newline."""
     for path in text_files(project):
         text = path.read_text(encoding="utf-8")
+        assert not JINJA_LEFTOVER.search(text), f"{path.relative_to(project)}: Jinja left over"
+    check_whitespace(project)
+
+
+def check_whitespace(project: Path) -> None:
+    """No blank runs, no trailing spaces, one final newline."""
+    for path in text_files(project):
+        text = path.read_text(encoding="utf-8")
         name = path.relative_to(project)
-        assert not JINJA_LEFTOVER.search(text), f"{name}: Jinja left over"
         assert text.endswith("\n") and not text.endswith("\n\n"), f"{name}: bad final newline"
         assert not text.startswith("\n"), f"{name}: starts with a blank line"
         # PEP 8 puts two blank lines between top-level definitions; nothing else needs more.
@@ -68,9 +75,9 @@ def check_dockerfile(project: Path) -> tuple:
 
 
 def conda_specs(project: Path) -> list[MatchSpec]:
-    """environment.yml's dependencies as MatchSpecs; the channels are conda-forge only."""
+    """environment.yml's dependencies as MatchSpecs; one channel, then nodefaults."""
     env = yaml.safe_load((project / "environment.yml").read_text(encoding="utf-8"))
-    assert env["channels"] == ["conda-forge", "nodefaults"]
+    assert len(env["channels"]) == 2 and env["channels"][1] == "nodefaults"
     return [MatchSpec(entry) for entry in env["dependencies"]]
 
 
