@@ -298,13 +298,14 @@ def lock(project: Path, index: Index) -> Failure | None:
             "pyproject.toml has merge conflict markers from the update; resolve them first",
             next_step="uv lock   (after resolving the conflicts in pyproject.toml)",
         )
-    if pyproject.with_name("pyproject.toml.rej").exists():
-        # Locking now would lock without the user's edits that sit in the .rej file.
-        return Failure(
-            "pyproject.toml.rej holds edits of yours that the update could not apply; "
-            "apply them to pyproject.toml by hand and delete the .rej file first",
-            next_step="uv lock   (after applying pyproject.toml.rej and deleting it)",
-        )
+    # A lock made now would leave out the user's edits that wait in a .rej file.
+    for source, relock in (("pyproject.toml", "uv lock"), ("environment.yml", "make lock")):
+        if (project / f"{source}.rej").exists():
+            return Failure(
+                f"{source}.rej holds edits of yours that the update could not apply; "
+                f"apply them to {source} by hand and delete the .rej file first",
+                next_step=f"{relock}   (after applying {source}.rej and deleting it)",
+            )
     uv = find_uv()
     if uv is None:
         return Failure(
