@@ -57,7 +57,6 @@ BASE_ANSWERS = {
     "project_name": "Fault Probe",
     "ml_libraries": ["torch"],
     "vector_store": "none",
-    "torch_installer": "uv",
 }
 
 

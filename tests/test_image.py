@@ -9,22 +9,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
-from urllib.request import url2pathname
 
 import pytest
 
 from tests.images import standins, tiny_channel
 from tests.support import docker
-from tests.support.index_server import IndexFiles, IndexServer
 from tests.support.render import answers_for, local_answers, render
 
-IMAGE = [pytest.mark.slow, pytest.mark.image]
 PROJECTS = {
     "defaults": {},
     "uv-qdrant": {"torch_installer": "uv", "vector_store": "qdrant"},
@@ -125,24 +123,49 @@ class Images:
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory, mirror_url) -> Images:
+def stand_ins() -> standins.StandIns:
     docker.require_engine()
-    stand_ins = standins.ensure()
-    assert stand_ins.micromamba and stand_ins.uv
+    return standins.ensure()
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory, http_mirror_url, stand_ins) -> Iterator[Images]:
     root = tmp_path_factory.mktemp("images")
-    mirror = IndexFiles.from_mirror(Path(url2pathname(urlparse(mirror_url).path)))
     channel = root / "channel"
     channel.mkdir()
-    with IndexServer(mirror) as index, tiny_channel.ChannelServer(channel) as conda:
-        built = Images(root, index.url, channel, conda.url)
+    with tiny_channel.ChannelServer(channel) as conda:
+        built = Images(root, http_mirror_url, channel, conda.url)
         yield built
     docker.remove_images(*built.tags)
 
 
-@pytest.fixture(scope="module")
-def stand_ins() -> standins.StandIns:
-    docker.require_engine()
-    return standins.ensure()
+# --------------------------------------------------------------------------- without an engine
+
+
+def test_the_dockerfile_needs_no_frontend_image_from_a_registry(tmp_path):
+    """A `# syntax=` directive makes BuildKit pull a frontend before any step runs."""
+    project = render(tmp_path / "project", answers_for("default"))
+    for line in (project / "Dockerfile").read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        assert not re.match(r"#\s*syntax\s*=", line, re.I), line
+
+
+@pytest.mark.parametrize("installer", ["uv", "conda"])
+def test_a_host_folder_index_is_refused_where_the_image_build_needs_it(tmp_path, installer):
+    url = "file:///srv/mirror/simple"
+    destination = tmp_path / "project"
+    answers = answers_for("default", torch_installer=installer, torch_index_url=url)
+    if installer == "conda":  # uv skips conda's torch in the image: only the lock reads the URL
+        render(destination, answers)
+        return
+    with pytest.raises(ValueError) as refusal:
+        render(destination, answers)
+    message = str(refusal.value).split(": ", 1)[1]
+    assert message.startswith("torch_index_url must be http(s):// when torch_installer is uv")
+    assert "python -m http.server" in message and "torch_installer=conda" in message
+    assert all(len(line) < 80 for line in message.splitlines()), message
+    assert not destination.exists()
 
 
 # --------------------------------------------------------------------------- every project

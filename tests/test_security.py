@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import subprocess
+from fnmatch import fnmatch
 from pathlib import Path
 
 import dockerfile
@@ -37,8 +38,7 @@ INDEX_NAME = CATALOGUE["torch_index_name"]
 # uv's rule for an index's credential variables: the name in upper case, anything not a letter
 # or digit as "_" (docs.astral.sh/uv/configuration/indexes/#providing-credentials-directly).
 INDEX_ENV = "UV_INDEX_" + re.sub(r"[^A-Z0-9]", "_", INDEX_NAME.upper())
-PROBE = {"project_name": "Secure Probe", "ml_libraries": ["torch"], "vector_store": "none",
-         "torch_installer": "uv"}
+PROBE = {"project_name": "Secure Probe", "ml_libraries": ["torch"], "vector_store": "none"}
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +184,8 @@ def test_image_installs_only_the_lock(rendered):
                 assert re.search(r"--locked\b|--frozen\b", arguments), f"{name}: {command}"
                 syncs += 1
             if "micromamba install" in command:
-                assert "--file /tmp/environment.yml" in command, f"{name}: {command}"
+                assert re.search(r'--file "\$lock"$', command), f"{name}: {command}"
+                assert 'lock="/tmp/conda-${platform:-$TARGETARCH}.lock"' in command, name
         assert syncs >= 2, name
 
 
@@ -273,7 +274,8 @@ SECRETS = [
     "src/{pkg}/__pycache__/cli.cpython-311.pyc", "src/{pkg}/stale.pyc",
     "src/{pkg}/.pytest_cache/README.md", "src/{pkg}.egg-info/PKG-INFO",
 ]
-NEEDED = ["pyproject.toml", "uv.lock", "environment.yml", "README.md",
+NEEDED = ["pyproject.toml", "uv.lock", "environment.yml", "README.md", "conda-linux-64.lock",
+          "conda-linux-aarch64.lock",
           "src/{pkg}/__init__.py", "src/{pkg}/__main__.py", "src/{pkg}/cli.py",
           "src/{pkg}/doctor.py", "src/{pkg}/sub/module.py", "src/{pkg}/data/vocab.json"]
 
@@ -294,7 +296,8 @@ def test_build_context_keeps_secrets_and_junk_out(tmp_path):
     assert not missing, f"left out of the build context: {missing}"
     # Everything sent is one of the allow-listed files or lives under src/.
     extra = sorted(f for f in sent if not f.startswith("src/") and f not in {
-        "pyproject.toml", "uv.lock", "environment.yml", "README.md"})
+        "pyproject.toml", "uv.lock", "environment.yml", "README.md", "conda-linux-64.lock",
+        "conda-linux-aarch64.lock"})
     assert not extra, extra
     # Whatever the Dockerfile copies or bind-mounts from the context is in it.
     for instruction in dockerfile.parse_file(str(project / "Dockerfile")):
@@ -307,8 +310,8 @@ def test_build_context_keeps_secrets_and_junk_out(tmp_path):
                               if "=" in p).get("source", ".")
                 sources.append(source)
         for source in sources:
-            present = source == "." or source in sent or any(
-                f.startswith(source + "/") for f in sent)
+            present = source == "." or any(
+                fnmatch(f, source) or f.startswith(source + "/") for f in sent)
             assert present, f"{instruction.original}: {source} is not in the build context"
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 SUITE = "bookworm"  # its python3 is 3.11, the Python the image tests lock for
 PACKAGES = ("python3",)
+# Where the machine is not Debian (GitHub's Ubuntu runners): Debian's own redirector.
+FALLBACK_MIRROR = "http://deb.debian.org/debian"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ml-container-template"
 
 
@@ -24,7 +26,7 @@ def as_root(command: list[str]) -> list[str]:
 
 
 def debian_mirror() -> str:
-    """The main archive URI from the machine's apt sources (deb822 or one-line format)."""
+    """The main Debian archive from the machine's apt sources (deb822 or one-line format)."""
     sources = sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))
     for path in sources:
         for uri in re.findall(r"^URIs:\s*(\S+)", path.read_text(), re.M):
@@ -35,7 +37,7 @@ def debian_mirror() -> str:
         match = re.search(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+/debian/?)\s", one_line.read_text(), re.M)
         if match:
             return match.group(1)
-    raise RuntimeError("no Debian main archive in /etc/apt/sources*: cannot debootstrap")
+    return FALLBACK_MIRROR
 
 
 def ensure_debootstrap() -> str:
@@ -43,7 +45,8 @@ def ensure_debootstrap() -> str:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(as_root(["apt-get", "update", "-qq"]), check=True, env=env)
         subprocess.run(as_root(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
-                                "debootstrap"]), check=True, env=env, capture_output=True)
+                                "debootstrap", "debian-archive-keyring"]),
+                       check=True, env=env, capture_output=True)
     return shutil.which("debootstrap") or "/usr/sbin/debootstrap"
 
 

@@ -106,4 +106,6 @@ def image_config(tag: str, field: str) -> str:
 
 
 def remove_images(*tags: str) -> None:
-    subprocess.run(["docker", "image", "rm", "--force", *tags], capture_output=True, check=False)
+    """Untag and delete, in the background: deleting gigabytes of layers takes a minute."""
+    subprocess.Popen(["docker", "image", "rm", "--force", *tags], stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True)
