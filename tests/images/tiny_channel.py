@@ -111,12 +111,16 @@ def explicit_lock(channel: Path, url: str, names: list[str], versions: dict[str,
     return "\n".join(lines) + "\n"
 
 
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # keep test output quiet
+        pass
+
+
 class ChannelServer:
     """`with ChannelServer(folder) as server: server.url` serves the folder on loopback."""
 
     def __init__(self, root: Path) -> None:
-        handler = partial(SimpleHTTPRequestHandler, directory=str(root))
-        handler.log_message = lambda *args: None
+        handler = partial(QuietHandler, directory=str(root))
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
