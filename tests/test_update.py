@@ -15,81 +15,39 @@ import re
 import shutil
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
-from copier import run_copy, run_update
-from plumbum import local
+from copier import run_update
 
 from tests.support.compat import tomllib
 from tests.support.mirror import build_mirror
-from tests.support.render import ROOT, local_answers
+from tests.support.render import ROOT
+from tests.support.updates import (
+    GIT_ENV,
+    MARKER,
+    assert_lock_follows,
+    assert_user_edits_kept,
+    commit_all,
+    edit_like_a_user,
+    generate,
+    git,
+    hook_log,
+    lock_data,
+    log_lines,
+    replace_once,
+    template_copy,
+    uv,
+)
 
 HOOK = ROOT / "hooks" / "lock_project.py"
 COPIER = Path(sys.executable).with_name("copier")
-IGNORED = shutil.ignore_patterns(
-    ".venv", ".git", "__pycache__", ".pytest_cache", ".ruff_cache", "*.pyc"
-)
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Template Tests",
-    "GIT_AUTHOR_EMAIL": "tests@localhost",
-    "GIT_COMMITTER_NAME": "Template Tests",
-    "GIT_COMMITTER_EMAIL": "tests@localhost",
-}
 # What v2.0.0 changes.
 NEW_UV_IMAGE = "ghcr.io/astral-sh/uv:9.9.9"
 DOCKERFILE_LINE = "# Added in template v2.0.0."
 NEW_FILE = "CONTRIBUTING.md"
 PYTEST_V1, PYTEST_V2 = '"pytest>=8",', '"pytest>=8.1",'
-# What the user changes in the v1.0.0 project.
-README_LINE = "A line the user added to the README."
-USER_DEPENDENCY = "six>=1.16"
-MARKER = re.compile(r"^(<<<<<<< |=======$|>>>>>>> )", re.MULTILINE)
-
-
-def git(cwd: Path, *args: str) -> str:
-    result = subprocess.run(
-        ["git", "-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false", *args],
-        cwd=cwd, env={**os.environ, **GIT_ENV}, capture_output=True, text=True, check=True,
-    )
-    return result.stdout
-
-
-def commit_all(cwd: Path, message: str) -> None:
-    git(cwd, "add", "-A")
-    git(cwd, "commit", "-q", "-m", message)
-
-
-def uv(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["uv", *args], cwd=cwd, capture_output=True, text=True, check=False)
-
-
-def replace_once(path: Path, old: str, new: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    assert text.count(old) == 1, f"{path.name} no longer holds {old!r} once; update this test"
-    path.write_text(text.replace(old, new), encoding="utf-8")
-
-
-@contextmanager
-def hook_log(path: Path):
-    """Point the hook's run log at `path` for Copier's tasks and migrations.
-
-    Copier starts them with plumbum's `local.env`, a copy of os.environ taken when plumbum is
-    imported, so os.environ (or monkeypatch.setenv) set later never reaches them.
-    """
-    path.unlink(missing_ok=True)
-    with local.env(ML_TEMPLATE_HOOK_LOG=str(path)):
-        yield path
-
-
-def log_lines(path: Path) -> list[str]:
-    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-
-
-def lock_data(project: Path) -> dict:
-    return tomllib.loads((project / "uv.lock").read_text(encoding="utf-8"))
 
 
 def dev_specifiers(project: Path) -> dict[str, str]:
@@ -110,9 +68,7 @@ def unmerged(project: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def template_repo(tmp_path_factory) -> Path:
     """This working tree as a template repository with releases v1.0.0 and v2.0.0."""
-    repo = tmp_path_factory.mktemp("template") / "ml-container-template"
-    shutil.copytree(ROOT, repo, ignore=IGNORED, symlinks=True)
-    git(repo, "init", "-q", "-b", "main")
+    repo = template_copy(tmp_path_factory.mktemp("template") / "ml-container-template")
     commit_all(repo, "Release 1.0.0")
     git(repo, "tag", "v1.0.0")
 
@@ -128,17 +84,7 @@ def template_repo(tmp_path_factory) -> Path:
 
 
 def generate_v1(template: Path, dst: Path, mirror_url: str, log: Path, **answers) -> Path:
-    """A project from v1.0.0, locked by the copy task, committed as its user would."""
-    data = local_answers(mirror_url, **{"project_name": "Update Check", "ml_libraries": [],
-                                        "vector_store": "none", **answers})
-    with hook_log(log):
-        run_copy(str(template), dst, data=data, defaults=True, unsafe=True,
-                 vcs_ref="v1.0.0", quiet=True)
-    assert log_lines(log) == [f"copy {dst.resolve()}"], "the lock task must run once, on copy"
-    assert (dst / "uv.lock").exists()
-    git(dst, "init", "-q", "-b", "main")
-    commit_all(dst, "Start from ml-container-template")
-    return dst
+    return generate(template, dst, mirror_url, log, "v1.0.0", **answers)
 
 
 @pytest.fixture(scope="module")
@@ -146,16 +92,7 @@ def edited_v1(template_repo, mirror_url, tmp_path_factory) -> Path:
     """A v1.0.0 project its user has changed: a README line, a dependency, a source file."""
     base = tmp_path_factory.mktemp("edited") / "project"
     generate_v1(template_repo, base, mirror_url, base.parent / "copy.log")
-    with (base / "README.md").open("a", encoding="utf-8") as readme:
-        readme.write(f"\n{README_LINE}\n")
-    replace_once(base / "pyproject.toml", "dependencies = [\n",
-                 f'dependencies = [\n    "{USER_DEPENDENCY}",\n')
-    locked = uv(base, "lock")
-    assert locked.returncode == 0, locked.stderr
-    package = yaml.safe_load((base / ".copier-answers.yml").read_text())["package_name"]
-    (base / "src" / package / "extra.py").write_text("def helper():\n    return 42\n")
-    commit_all(base, "Add my own changes")
-    return base
+    return edit_like_a_user(base)
 
 
 def clone(project: Path, dst: Path) -> Path:
@@ -175,20 +112,6 @@ def assert_release_arrived(project: Path) -> None:
     assert DOCKERFILE_LINE in dockerfile
     assert (project / NEW_FILE).exists()
     assert yaml.safe_load((project / ".copier-answers.yml").read_text())["_commit"] == "v2.0.0"
-
-
-def assert_lock_follows(project: Path) -> None:
-    text = (project / "uv.lock").read_text()
-    assert not MARKER.search(text)
-    check = uv(project, "lock", "--check")
-    assert check.returncode == 0, check.stderr
-
-
-def assert_user_edits_kept(project: Path) -> None:
-    assert README_LINE in (project / "README.md").read_text()
-    assert f'"{USER_DEPENDENCY}"' in (project / "pyproject.toml").read_text()
-    package = yaml.safe_load((project / ".copier-answers.yml").read_text())["package_name"]
-    assert (project / "src" / package / "extra.py").read_text().endswith("return 42\n")
 
 
 def assert_clean_update(project: Path, log: Path) -> None:

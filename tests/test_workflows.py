@@ -19,6 +19,8 @@ GENERATED = "generated ci.yml"
 SHA = re.compile(r"[0-9a-f]{40}")
 VERSION = re.compile(r"v\d+\.\d+\.\d+")
 # `uses: owner/repo[/path]@ref  # comment`, as written on one line.
+# The only write access any job holds, by (workflow, job): the pins report's issue.
+JOB_PERMISSIONS = {("pins.yml", "issue"): {"issues": "write"}}
 USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<action>[^@\s#]+)@(?P<ref>[^\s#]+)"
                        r"(?:\s+#\s*(?P<comment>\S+))?\s*$")
 
@@ -79,7 +81,8 @@ def makefile_targets(project: Path) -> dict[str, list[str]]:
 
 
 def test_template_has_its_workflows():
-    assert {p.name for p in TEMPLATE_WORKFLOWS} >= {"tests.yml", "generated-project.yml"}
+    assert {p.name for p in TEMPLATE_WORKFLOWS} >= {"tests.yml", "generated-project.yml",
+                                                     "pins.yml"}
 
 
 def test_workflow_matches_githubs_schema(workflow):
@@ -117,7 +120,8 @@ def test_every_action_is_pinned(workflow):
 def test_least_privilege_and_no_expressions_in_scripts(workflow):
     data = load(workflow)
     assert data["permissions"] == {"contents": "read"}
-    assert all("permissions" not in job for job in data["jobs"].values())
+    for name, job in data["jobs"].items():
+        assert job.get("permissions") == JOB_PERMISSIONS.get((workflow.name, name)), name
     assert "group" in data["concurrency"]
     assert data["defaults"]["run"]["shell"] == "bash"  # -o pipefail
     for step in steps(data):
@@ -227,3 +231,19 @@ def test_template_workflows_use_the_dockerfiles_uv():
     uv_version = CATALOGUE["images"]["uv"].rsplit(":", 1)[1]
     for path in TEMPLATE_WORKFLOWS:
         assert load(path)["env"]["UV_VERSION"] == uv_version, path.name
+
+
+def test_pins_workflow_reports_weekly_and_keeps_one_issue():
+    data = load(ROOT / ".github" / "workflows" / "pins.yml")
+    assert set(data["on"]) == {"schedule", "workflow_dispatch"}
+    assert len(data["on"]["schedule"]) == 1
+    report, issue = data["jobs"]["report"], data["jobs"]["issue"]
+    assert "uv run --locked python -m tools.pins > pins.txt || status=$?" in run_lines(
+        {"jobs": {"report": report}})
+    # The job that writes checks nothing out and runs no action: only gh, on the report.
+    assert issue["needs"] == "report" and issue["if"] == "needs.report.outputs.behind == 'true'"
+    assert all("uses" not in step for step in issue["steps"])
+    script = issue["steps"][0]["run"]
+    assert "gh issue edit" in script and "gh issue create" in script
+    assert issue["steps"][0]["env"]["REPORT"] == "${{ needs.report.outputs.report }}"
+

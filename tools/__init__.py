@@ -1,0 +1,1 @@
+"""Maintainer's tools for the template repository (not part of generated projects)."""
