@@ -151,6 +151,16 @@ def test_the_dockerfile_needs_no_frontend_image_from_a_registry(tmp_path):
         assert not re.match(r"#\s*syntax\s*=", line, re.I), line
 
 
+def test_without_an_engine_image_tests_fail_under_ci_and_skip_elsewhere(monkeypatch, tmp_path):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true requires the image tests"):
+        docker.require_engine()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match=r"`bash \.ci/docker-engine start`"):
+        docker.require_engine()
+
+
 @pytest.mark.parametrize("installer", ["uv", "conda"])
 def test_a_host_folder_index_is_refused_where_the_image_build_needs_it(tmp_path, installer):
     url = "file:///srv/mirror/simple"
