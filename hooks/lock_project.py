@@ -287,11 +287,7 @@ def show_report(project: Path, uv: str) -> int:
     report = project / "scripts" / "lock_report.py"
     if not report.exists():
         return 0
-    if sys.version_info >= (3, 11):
-        command = [sys.executable, str(report), "--project", str(project)]
-    else:  # tomllib arrived in 3.11; the project's own Python is at least that
-        command = [uv, "run", "--no-project", "--python", ">=3.11", "python", str(report),
-                   "--project", str(project)]
+    command = [uv, "run", "--script", str(report), "--project", str(project)]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     print(result.stdout, end="", flush=True)
     if result.returncode not in (0, 1):
@@ -346,7 +342,8 @@ def lock(project: Path) -> Failure | None:
     if show_report(project, uv) == 1:
         return Failure(
             "the lock is not CPU-only (see the problems above)",
-            next_step="uv lock && python scripts/lock_report.py   (after fixing pyproject.toml)",
+            next_step="uv lock && uv run --script scripts/lock_report.py"
+            "   (after fixing pyproject.toml)",
         )
     return None
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 
 from tests.support.index_server import IndexFiles, IndexServer
-from tests.support.mirror import build_mirror
+from tests.support.mirror import build_mirror, describe_torch_wheel
 
 # Hypothesis: deterministic in CI (fixed seed, no example database, 200 examples per property);
 # HYPOTHESIS_PROFILE=thorough explores ten times as many, from a random seed.
@@ -27,6 +27,10 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    return describe_torch_wheel()
+
+
 @pytest.fixture(scope="session")
 def mirror_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A local PEP 503 CPU index: the real torch wheel when on disk, a synthetic one otherwise."""
@@ -39,8 +43,3 @@ def http_mirror_url(mirror_url: str) -> Iterator[str]:
     files = IndexFiles.from_mirror(Path(url2pathname(urlparse(mirror_url).path)))
     with IndexServer(files) as server:
         yield server.url
-
-
-@pytest.fixture
-def project_dir(tmp_path: Path) -> Path:
-    return tmp_path / "project"

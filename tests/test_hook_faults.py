@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from plumbum import local
 from tests.support import mirror
 from tests.support.compat import tomllib
 from tests.support.index_server import IndexFiles, IndexServer
-from tests.support.render import ROOT, local_answers, render
+from tests.support.render import ANSWER_SETS, ROOT, answers_for, local_answers, render
 
 HOOK = ROOT / "hooks" / "lock_project.py"
 SLOW_TIMEOUT = "5"  # ML_TEMPLATE_LOCK_TIMEOUT for the stalled-index case, in seconds
@@ -53,11 +54,12 @@ CLASSES = {
     "auth": "refused access without valid credentials",
     "python": "could not download one",
 }
-BASE_ANSWERS = {
-    "project_name": "Fault Probe",
-    "ml_libraries": ["torch"],
-    "vector_store": "none",
-}
+PROBE = "torch-uv-bare"  # the answer set every fault is tried on
+PROBE_SLUG = ANSWER_SETS[PROBE]["project_name"].lower().replace(" ", "-")
+
+
+def probe_answers(index_url: str, **overrides) -> dict:
+    return answers_for(PROBE, **local_answers(index_url, **overrides))
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +71,12 @@ def index_files(tmp_path_factory) -> IndexFiles:
 
 
 @pytest.fixture(scope="module")
-def x86_only_mirror(tmp_path_factory) -> str:
-    return mirror.build_mirror(tmp_path_factory.mktemp("x86-mirror"), synthetic=True)
+def x86_only_mirror(tmp_path_factory) -> Iterator[str]:
+    """Served on loopback: the probe's uv installer refuses a host-folder index."""
+    root = tmp_path_factory.mktemp("x86-mirror")
+    mirror.build_mirror(root, synthetic=True)
+    with IndexServer(IndexFiles.from_mirror(root / "simple")) as server:
+        yield server.url
 
 
 # --------------------------------------------------------------------------- the harness
@@ -168,7 +174,7 @@ class Case:
             assert lock is not None, where
             data = tomllib.loads((self.project / "uv.lock").read_text(encoding="utf-8"))
             names = {package["name"] for package in data["package"]}
-            assert data["version"] >= 1 and {"fault-probe", "torch"} <= names, where
+            assert data["version"] >= 1 and {PROBE_SLUG, "torch"} <= names, where
             return
         assert lock is None, f"uv.lock was left behind {where}"
         assert self.returncode == (1 if self.strict else 0), where
@@ -218,12 +224,12 @@ def closed_port_url() -> str:
 @pytest.mark.parametrize("interpreter", ["current", "3.10"])
 def test_control_a_healthy_index_locks(tmp_path, index_files, interpreter):
     """The harness itself: against a healthy index both modes lock and exit 0, also when the
-    hook runs on Python 3.10 (no tomllib: it checks the lock and runs the report another way)."""
+    hook runs on Python 3.10 (no tomllib: it checks the lock another way; uv runs the report)."""
     python = sys.executable if interpreter == "current" else python_310()
     if python is None:
         pytest.skip("no Python 3.10 interpreter on this machine")
     with IndexServer(index_files) as server:
-        for case in run_both(tmp_path, local_answers(server.url, **BASE_ANSWERS), python=python):
+        for case in run_both(tmp_path, probe_answers(server.url), python=python):
             case.check(None)
             assert "uv.lock footprint" in case.output  # the lock report ran
 
@@ -231,7 +237,7 @@ def test_control_a_healthy_index_locks(tmp_path, index_files, interpreter):
 def test_private_index_without_credentials(tmp_path, index_files):
     """A 401 from the index is named as such, with the variables uv reads credentials from."""
     with IndexServer(index_files, auth=("ci-user", "s3cr3t")) as server:
-        cases = run_both(tmp_path, local_answers(server.url, **BASE_ANSWERS),
+        cases = run_both(tmp_path, probe_answers(server.url),
                          UV_INDEX_PYTORCH_CPU_USERNAME=None, UV_INDEX_PYTORCH_CPU_PASSWORD=None)
     for case in cases:
         case.check("auth")
@@ -245,7 +251,7 @@ def test_private_index_without_credentials(tmp_path, index_files):
 ])
 def test_index_fault(tmp_path, index_files, fault, kind, uv_words):
     with IndexServer(index_files, fault) as server:
-        cases = run_both(tmp_path, local_answers(server.url, **BASE_ANSWERS))
+        cases = run_both(tmp_path, probe_answers(server.url))
         assert server.requests, "uv never asked the index"
     for case in cases:
         case.check(kind)
@@ -255,7 +261,7 @@ def test_index_fault(tmp_path, index_files, fault, kind, uv_words):
 def test_index_slower_than_the_lock_timeout(tmp_path, index_files):
     with IndexServer(index_files, "slow", delay=120) as server:
         started = time.monotonic()
-        cases = run_both(tmp_path, local_answers(server.url, **BASE_ANSWERS),
+        cases = run_both(tmp_path, probe_answers(server.url),
                          ML_TEMPLATE_LOCK_TIMEOUT=SLOW_TIMEOUT)
         elapsed = time.monotonic() - started
         assert server.stalled.is_set()
@@ -266,7 +272,7 @@ def test_index_slower_than_the_lock_timeout(tmp_path, index_files):
 
 
 def test_unreachable_index(tmp_path):
-    for case in run_both(tmp_path, local_answers(closed_port_url(), **BASE_ANSWERS)):
+    for case in run_both(tmp_path, probe_answers(closed_port_url())):
         case.check("network")
 
 
@@ -276,7 +282,7 @@ def test_uv_missing(tmp_path, x86_only_mirror):
         if folder and not (Path(folder) / "uv").exists()
     )
     assert shutil.which("uv", path=path) is None
-    for case in run_both(tmp_path, local_answers(x86_only_mirror, **BASE_ANSWERS),
+    for case in run_both(tmp_path, probe_answers(x86_only_mirror),
                          PATH=path, UV=None):
         case.check("no-uv")
         assert "once uv is installed" in case.output
@@ -285,7 +291,7 @@ def test_uv_missing(tmp_path, x86_only_mirror):
 def test_python_missing_and_not_downloadable(tmp_path, x86_only_mirror):
     """uv must fetch the project's Python and cannot: not an index problem."""
     dead_mirror = closed_port_url().removesuffix("/simple")
-    for case in run_both(tmp_path, local_answers(x86_only_mirror, **BASE_ANSWERS),
+    for case in run_both(tmp_path, probe_answers(x86_only_mirror),
                          UV_PYTHON_PREFERENCE="only-managed",
                          UV_PYTHON_INSTALL_DIR=str(tmp_path / "no-pythons"),
                          UV_PYTHON_INSTALL_MIRROR=dead_mirror, UV_PYTHON_DOWNLOADS="automatic"):
@@ -295,7 +301,7 @@ def test_python_missing_and_not_downloadable(tmp_path, x86_only_mirror):
 
 def test_unsatisfiable_platform(tmp_path, x86_only_mirror):
     """linux/arm64 against a mirror that only has x86_64 torch: a conflict, not the network."""
-    answers = local_answers(x86_only_mirror, **BASE_ANSWERS, lock_platforms=["linux/arm64"])
+    answers = probe_answers(x86_only_mirror, lock_platforms=["linux/arm64"])
     for case in run_both(tmp_path, answers):
         case.check("conflict")
         assert "compatible wheels" in case.output
@@ -307,7 +313,7 @@ def test_interrupted_mid_lock(tmp_path, index_files, target):
     """SIGINT once uv is waiting on the index: to the hook alone, or to the whole group (Ctrl-C)."""
     for strict in (False, True):
         with IndexServer(index_files, "slow", delay=120) as server:
-            case = Case.render(tmp_path, strict, local_answers(server.url, **BASE_ANSWERS))
+            case = Case.render(tmp_path, strict, probe_answers(server.url))
             process = case.start(new_session=True, ML_TEMPLATE_LOCK_TIMEOUT="300")
             first_line = process.stdout.readline()
             assert "locking against" in first_line
@@ -335,7 +341,7 @@ def read_only_prefix(project: Path) -> tuple[str, ...] | None:
 
 def test_read_only_project(tmp_path, x86_only_mirror):
     """Root ignores file modes, so as root the project is a read-only bind mount instead."""
-    cases = [Case.render(tmp_path, strict, local_answers(x86_only_mirror, **BASE_ANSWERS))
+    cases = [Case.render(tmp_path, strict, probe_answers(x86_only_mirror))
              for strict in (False, True)]
     as_root = os.geteuid() == 0
     try:
@@ -378,7 +384,7 @@ def task_env(monkeypatch, **values: str | None):
 
 def test_copier_keeps_the_project_when_the_index_is_unreachable(tmp_path, monkeypatch, capfd):
     """`copier copy` runs the hook as its task; with the index down, Copier keeps every file."""
-    answers = local_answers(closed_port_url(), **BASE_ANSWERS)
+    answers = probe_answers(closed_port_url())
     reference = digest_tree(render(tmp_path / "reference", answers))
     destination = tmp_path / "nest" / "project"
     with task_env(monkeypatch, UV_CACHE_DIR=str(tmp_path / "uv-cache"), ML_TEMPLATE_STRICT=None):
@@ -401,7 +407,7 @@ def test_copier_strict_mode_fails_the_copy(tmp_path, monkeypatch, index_files):
     """For CI: ML_TEMPLATE_STRICT=1 turns a failed lock into Copier's TaskError."""
     env = task_env(monkeypatch, UV_CACHE_DIR=str(tmp_path / "uv-cache"), ML_TEMPLATE_STRICT="1")
     with env, IndexServer(index_files, "404") as server:
-        answers = local_answers(server.url, **BASE_ANSWERS)
+        answers = probe_answers(server.url)
         with pytest.raises(TaskError):
             render(tmp_path / "project", answers, tasks=True)
     # Copier removes a new project whose task failed (its cleanup_on_error): strict is for CI.

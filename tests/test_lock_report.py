@@ -6,37 +6,22 @@ resolves torch from PyPI, which brings in the CUDA wheels the report must flag.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from packaging.pylock import Pylock
 
-TESTS = Path(__file__).resolve().parent
-if str(TESTS) not in sys.path:  # tests/ is not a package; make `support` importable anyway
-    sys.path.insert(0, str(TESTS))
+from tests.support.locks import LOCK_REPORT, load_lock_report, locked_package, read_lock, uv_lock
+from tests.support.mirror import build_mirror
 
-from support.mirror import build_mirror  # noqa: E402
-
-SCRIPT = TESTS.parent / "template" / "scripts" / "lock_report.py"
 AMD64 = "sys_platform == 'linux' and platform_machine == 'x86_64'"
 ARM64 = "sys_platform == 'linux' and platform_machine == 'aarch64'"
 ML_DEPS = ["torch==2.13.*", "sentence-transformers>=5"]
 
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("lock_report", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["lock_report"] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
-
-
-lock_report = _load_script()
+lock_report = load_lock_report()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -68,27 +53,17 @@ def write_pyproject(folder: Path, name: str, deps: list[str], *, index_url: str 
     return folder
 
 
-def uv_lock(folder: Path) -> Path:
-    uv = shutil.which("uv")
-    if uv is None:
-        pytest.skip("uv is not on PATH")
-    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
-    result = subprocess.run([uv, "lock"], cwd=folder, env=env, capture_output=True, text=True,
-                            timeout=600, check=False)
+def locked(folder: Path) -> Path:
+    result = uv_lock(folder)
     assert result.returncode == 0, f"uv lock failed in {folder}:\n{result.stderr}"
     return folder
 
 
 def run_script(project: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), "--project", str(project), *args],
-                          capture_output=True, text=True, timeout=120, check=False)
-
-
-def locked_package(project: Path, name: str) -> dict:
-    lock = lock_report.read_toml(project / "uv.lock", "")
-    matches = [p for p in lock["package"] if p["name"] == name]
-    assert len(matches) == 1, f"expected one {name} in the lock, found {len(matches)}"
-    return matches[0]
+    """The report as users run it: `uv run --script`, with its inline dependencies."""
+    command = ["uv", "run", "--quiet", "--script", str(LOCK_REPORT), "--project", str(project)]
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=300,
+                          check=False)
 
 
 def copy_project(source: Path, destination: Path) -> Path:
@@ -106,22 +81,17 @@ def problem_lines(output: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def mirror_url(tmp_path_factory) -> str:
-    return build_mirror(tmp_path_factory.mktemp("mirror"))
-
-
-@pytest.fixture(scope="module")
 def cpu_project(tmp_path_factory, mirror_url) -> Path:
     folder = tmp_path_factory.mktemp("cpu") / "p1"
     write_pyproject(folder, "p1", ML_DEPS, index_url=mirror_url, environments=[AMD64])
-    return uv_lock(folder)
+    return locked(folder)
 
 
 @pytest.fixture(scope="module")
 def pypi_project(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("pypi") / "p2"
     write_pyproject(folder, "p2", ML_DEPS, environments=[AMD64, ARM64])
-    return uv_lock(folder)
+    return locked(folder)
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +110,7 @@ def forked_project(tmp_path_factory) -> Path:
     )
     with (folder / "pyproject.toml").open("a", encoding="utf-8") as handle:
         handle.write('[dependency-groups]\ndev = ["pytest"]\n')
-    return uv_lock(folder)
+    return locked(folder)
 
 
 @pytest.fixture
@@ -150,7 +120,7 @@ def synthetic_project(tmp_path) -> tuple[Path, Path]:
     build_mirror(tmp_path / "mirror", synthetic=True)
     folder = write_pyproject(tmp_path / "proj", "p4", ["torch==2.13.*"],
                              index_url="../mirror/simple", environments=[AMD64])
-    uv_lock(folder)
+    locked(folder)
     wheels = list((tmp_path / "mirror" / "wheels").glob("torch-2.13.*.whl"))
     assert len(wheels) == 1
     return folder, wheels[0]
@@ -176,8 +146,7 @@ def test_cpu_lock_reports_clean_footprint(cpu_project):
     assert torch["source"] == locked_package(cpu_project, "torch")["source"]["registry"]
     assert amd64["unknown_size"] == []
     # The project itself is not counted; sentence-transformers and torch are.
-    lock = lock_report.read_toml(cpu_project / "uv.lock", "")
-    assert amd64["packages"] == len(lock["package"]) - 1
+    assert amd64["packages"] == len(read_lock(cpu_project)["package"]) - 1
 
 
 def test_cpu_torch_size_comes_from_the_local_wheel(cpu_project):
@@ -187,10 +156,8 @@ def test_cpu_torch_size_comes_from_the_local_wheel(cpu_project):
     wheel_bytes = Path(wheel["path"]).stat().st_size
 
     amd64 = lock_report.load_report(cpu_project)["platforms"]["linux/amd64"]
-    others = amd64["download_bytes"] - wheel_bytes
-    assert others > 0  # PyPI packages carry `size` in the lock and are counted too
-    target = lock_report.Target("linux/amd64", (3, 11), "3.11.0")
-    assert lock_report.package_size(torch, target, cpu_project) == wheel_bytes
+    assert "torch" not in amd64["unknown_size"]
+    assert amd64["download_bytes"] > wheel_bytes  # PyPI packages carry `size` and count too
 
 
 def test_pypi_torch_is_flagged(pypi_project):
@@ -312,107 +279,66 @@ def test_missing_local_wheel_is_unknown_not_zero(synthetic_project):
 
 
 def test_forked_lock_follows_markers_extras_and_skips_dev(forked_project):
-    lock = lock_report.read_toml(forked_project / "uv.lock", "")
-    pyproject = lock_report.read_toml(forked_project / "pyproject.toml", "")
-    root = lock_report.find_root(lock, pyproject)
+    exported = lock_report.export_lock(forked_project)
     versions = {}
     for platform in ("linux/amd64", "linux/arm64"):
-        target = lock_report.Target(platform, (3, 11), "3.11.0")
-        installed = lock_report.installed_packages(lock, root, target)
-        names = [p["name"] for p in installed]
-        assert len(names) == len(set(names)), f"two versions of one package on {platform}"
-        assert {"requests", "pysocks", "tomli"} <= set(names)  # extra + python marker
-        assert not {"p3", "pytest", "colorama"} & set(names)  # root, dev group, win32 marker
-        numpy = next(p for p in installed if p["name"] == "numpy")
-        versions[platform] = numpy["version"]
-        artifact = lock_report.choose_artifact(numpy, target)
-        assert artifact["url"].endswith(".whl"), f"no {platform} wheel chosen for numpy"
+        chosen = {package.name: (package, artifact)
+                  for package, artifact in _select(exported, platform, "3.11.0")}
+        assert {"requests", "pysocks", "tomli"} <= set(chosen)  # extra + python marker
+        assert not {"p3", "pytest", "colorama"} & set(chosen)  # root, dev group, win32 marker
+        numpy, artifact = chosen["numpy"]
+        versions[platform] = str(numpy.version)
+        assert artifact.filename.endswith(".whl"), f"no {platform} wheel chosen for numpy"
     assert versions["linux/arm64"].startswith("1.")
     assert versions["linux/amd64"].split(".")[0] == "2"
+    report = lock_report.load_report(forked_project)
+    assert report["ok"] is True and report["python"] == "3.11"
 
 
-def test_forked_versions_fall_back_to_resolution_markers(forked_project):
-    """A dependency edge without version/source still lands on the platform's fork."""
-    lock = lock_report.read_toml(forked_project / "uv.lock", "")
-    numpys = [p for p in lock["package"] if p["name"] == "numpy"]
-    assert len(numpys) >= 2 and all(p.get("resolution-markers") for p in numpys)
-    by_name = {"numpy": numpys}
-    for platform, major in (("linux/amd64", "2"), ("linux/arm64", "1")):
-        env = _env(platform)
-        chosen = lock_report.pick_package({"name": "numpy"}, by_name, env)
-        assert chosen["version"].split(".")[0] == major
-
-
-def test_runs_without_tomllib_via_tomli_or_exits_2(cpu_project):
-    """Python 3.10 has no tomllib: tomli must stand in, and without it the exit is 2."""
-    parser = lock_report.tomllib.__name__  # tomllib here, tomli when the suite runs on 3.10
-    prelude = f"import sys, runpy, {parser}; sys.modules['tomllib'] = None; "
-    run = f"sys.argv = ['lock_report', '--project', {str(cpu_project)!r}]; " \
-          f"runpy.run_path({str(SCRIPT)!r}, run_name='__main__')"
-    with_tomli = subprocess.run(
-        [sys.executable, "-c", prelude + f"sys.modules['tomli'] = {parser}; " + run],
-        capture_output=True, text=True, timeout=120, check=False)
-    assert with_tomli.returncode == 0, with_tomli.stderr
-    assert "2.13.0+cpu (cpu index)" in with_tomli.stdout
-    without = subprocess.run(
-        [sys.executable, "-c", prelude + "sys.modules['tomli'] = None; " + run],
-        capture_output=True, text=True, timeout=120, check=False)
-    assert without.returncode == 2
-    assert "tomli" in without.stderr and len(without.stderr.strip().splitlines()) == 1
+def test_a_bad_marker_is_exit_2_in_one_line(tmp_path):
+    project = write_pyproject(tmp_path / "proj", "p7", [], environments=["os_name ==="])
+    (project / "uv.lock").write_text("version = 1\n[[package]]\nname = \"p7\"\n")
+    result = run_script(project)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1
 
 
 # --------------------------------------------------------------------------- units
 
 
-def _env(platform: str = "linux/amd64", full: str = "3.11.0") -> dict:
-    python = tuple(int(part) for part in full.split(".")[:2])
-    return lock_report.Target(platform, python, full).marker_env()
+def _select(exported: Pylock, platform: str, python: str) -> list:
+    environment = lock_report.marker_environment(platform, python)
+    return list(exported.select(environment=environment,
+                                tags=lock_report.wheel_tags(platform, python)))
 
 
 @pytest.mark.parametrize(
-    ("marker", "platform", "full", "expected"),
+    ("marker", "platform", "python", "expected"),
     [
-        ("platform_machine == 'aarch64'", "linux/arm64", "3.11.0", True),
-        ("platform_machine == 'aarch64'", "linux/amd64", "3.11.0", False),
+        (AMD64, "linux/amd64", "3.11.0", True),
+        (AMD64, "linux/arm64", "3.11.0", False),
+        (ARM64, "linux/arm64", "3.11.0", True),
         ("python_full_version >= '3.12'", "linux/amd64", "3.11.0", False),
         ("python_full_version >= '3.12'", "linux/amd64", "3.12.0", True),
-        ("python_full_version < '3.11.4'", "linux/amd64", "3.11.0", True),
-        ("python_version == '3.11'", "linux/amd64", "3.11.0", True),
-        ("python_version == '3.1'", "linux/amd64", "3.11.0", False),  # versions, not strings
-        ("'3.12' <= python_version", "linux/amd64", "3.12.0", True),
-        ("python_version == '3.*'", "linux/amd64", "3.11.0", True),
-        ("python_version ~= '3.10'", "linux/amd64", "3.11.0", True),
-        ("sys_platform == 'linux' and platform_machine == 'x86_64'", "linux/amd64", "3.11.0",
-         True),
-        ("sys_platform == 'win32' or platform_machine == 'x86_64'", "linux/arm64", "3.11.0",
-         False),
-        ("(sys_platform == 'darwin' or platform_machine == 'aarch64') and "
-         "python_full_version < '3.12'", "linux/arm64", "3.11.0", True),
-        ("sys_platform == 'darwin' or (platform_machine == 'aarch64' and "
-         "python_full_version >= '3.12')", "linux/arm64", "3.11.0", False),
-        ("platform_machine != 'x86_64'", "linux/arm64", "3.11.0", True),
-        ("'linux' in sys_platform and implementation_name == \"cpython\"", "linux/amd64",
-         "3.11.0", True),
+        ("python_version == '3.11' and implementation_name == 'cpython'", "linux/amd64",
+         "3.11.4", True),
+        ("os_name == 'nt' or platform_system == 'Darwin'", "linux/amd64", "3.11.0", False),
         ("extra == 'extra-2-p1-cuda'", "linux/amd64", "3.11.0", False),
-        ("platform_python_implementation not in 'PyPy Jython'", "linux/amd64", "3.11.0", True),
     ],
 )
-def test_marker_evaluator(marker, platform, full, expected):
-    assert lock_report.evaluate_marker(marker, _env(platform, full)) is expected
+def test_marker_environment_is_a_linux_cpython_container(marker, platform, python, expected):
+    assert lock_report.holds(marker, platform, python) is expected
 
 
-@pytest.mark.parametrize("marker", ["platform_machine ==", "(sys_platform == 'linux'",
-                                    "os.name == 'posix'", "sys_platform = 'linux'"])
-def test_marker_evaluator_rejects_malformed(marker):
-    with pytest.raises(ValueError):
-        lock_report.evaluate_marker(marker, _env())
-
-
-def _pick(filenames: list[str], platform: str, python: tuple[int, int]) -> str:
-    package = {"wheels": [{"url": f"https://x/{name}", "size": 1} for name in filenames],
-               "sdist": {"url": "https://x/pkg-1.0.tar.gz", "size": 1}}
-    target = lock_report.Target(platform, python, f"{python[0]}.{python[1]}.0")
-    return lock_report.artifact_filename(lock_report.choose_artifact(package, target))
+def _pick(filenames: list[str], platform: str, python: str) -> str:
+    hashes = {"sha256": "0" * 64}
+    package = {"name": "pkg", "version": "1.0",
+               "wheels": [{"url": f"https://x/{name}", "hashes": hashes} for name in filenames],
+               "sdist": {"url": "https://x/pkg-1.0.tar.gz", "hashes": hashes}}
+    exported = Pylock.from_dict({"lock-version": "1.0", "created-by": "test",
+                                 "packages": [package]})
+    ((_, artifact),) = _select(exported, platform, python)
+    return artifact.filename
 
 
 def test_wheel_choice_prefers_the_most_specific_tag():
@@ -426,42 +352,56 @@ def test_wheel_choice_prefers_the_most_specific_tag():
         "pkg-1.0-cp312-cp312-macosx_11_0_arm64.whl",
         "pkg-1.0-cp313-cp313t-manylinux_2_28_x86_64.whl",
     ]
-    assert _pick(wheels, "linux/amd64", (3, 12)) == wheels[2]
-    assert _pick([wheels[1], wheels[3]], "linux/amd64", (3, 12)) == wheels[3]  # own abi3
+    assert _pick(wheels, "linux/amd64", "3.12.0") == wheels[2]
+    assert _pick([wheels[1], wheels[3]], "linux/amd64", "3.12.0") == wheels[3]  # own abi3
     older = ["pkg-1.0-cp38-abi3-manylinux2014_x86_64.whl", "pkg-1.0-cp310-abi3-linux_x86_64.whl"]
-    assert _pick(older, "linux/amd64", (3, 12)) == older[1]  # newest stable ABI first
-    assert _pick(wheels, "linux/arm64", (3, 12)) == wheels[5]
-    assert _pick(wheels, "linux/amd64", (3, 11)) == wheels[1]  # abi3 beats pure Python
-    assert _pick(wheels, "linux/arm64", (3, 11)) == wheels[0]
-    assert _pick(wheels, "linux/amd64", (3, 8)) == wheels[0]  # cp39 abi3 is too new
+    assert _pick(older, "linux/amd64", "3.12.0") == older[1]  # newest stable ABI first
+    assert _pick(wheels, "linux/arm64", "3.12.0") == wheels[5]
+    assert _pick(wheels, "linux/amd64", "3.11.0") == wheels[1]  # abi3 beats pure Python
+    assert _pick(wheels, "linux/arm64", "3.11.0") == wheels[0]
+    assert _pick(wheels, "linux/amd64", "3.8.0") == wheels[0]  # cp39 abi3 is too new
+    newest = ["pkg-1.0-cp311-cp311-manylinux_2_17_x86_64.whl",
+              "pkg-1.0-cp311-cp311-manylinux_2_34_x86_64.whl"]
+    assert _pick(newest, "linux/amd64", "3.11.0") == newest[1]  # the newest glibc wins
 
 
 def test_wheel_choice_falls_back_to_sdist():
     only_other = ["pkg-1.0-cp313-cp313-manylinux_2_28_x86_64.whl",
                   "pkg-1.0-pp311-pypy311_pp73-manylinux_2_28_x86_64.whl",
                   "pkg-1.0-cp311-cp311-win_amd64.whl"]
-    assert _pick(only_other, "linux/amd64", (3, 11)) == "pkg-1.0.tar.gz"
-    assert _pick(["pkg-1.0-cp311-cp311-linux_x86_64.whl"], "linux/amd64", (3, 11)) \
+    assert _pick(only_other, "linux/amd64", "3.11.0") == "pkg-1.0.tar.gz"
+    assert _pick(["pkg-1.0-cp311-cp311-linux_x86_64.whl"], "linux/amd64", "3.11.0") \
         == "pkg-1.0-cp311-cp311-linux_x86_64.whl"
 
 
 @pytest.mark.parametrize(
-    ("spec", "bound"),
-    [(">=3.12,<3.13", (3, 12)), ("==3.11.*", (3, 11)), ("~=3.10", (3, 10)),
-     (">=3.11.4", (3, 11, 4)), ("<3.13", None)],
+    ("spec", "python"),
+    [(">=3.12,<3.13", "3.12.0"), ("==3.11.*", "3.11.0"), ("~=3.10", "3.10.0"),
+     (">=3.11.4", "3.11.4"), ("<3.13", None)],
 )
-def test_python_lower_bound(spec, bound):
-    assert lock_report.python_lower_bound(spec) == bound
+def test_target_python_is_the_lowest_allowed(spec, python):
+    pyproject = {"project": {"requires-python": spec}}
+    if python is None:
+        with pytest.raises(lock_report.ReportError, match="requires-python"):
+            lock_report.target_python(pyproject, {})
+    else:
+        assert lock_report.target_python(pyproject, {}) == python
 
 
 def test_platforms_come_from_uv_environments():
     def platforms(environments):
         uv = {} if environments is None else {"environments": environments}
-        return lock_report.locked_platforms({"tool": {"uv": uv}}, (3, 12), "3.12.0")
+        return lock_report.locked_platforms({"tool": {"uv": uv}}, "3.12.0")
 
     assert platforms(None) == ["linux/amd64", "linux/arm64"]
     assert platforms([ARM64]) == ["linux/arm64"]
     assert platforms([AMD64, ARM64, "sys_platform == 'darwin'"]) == ["linux/amd64", "linux/arm64"]
+
+
+@pytest.mark.parametrize(("name", "platform"), [("amd64", "linux/amd64"), ("X86_64", "linux/amd64"),
+                                                ("linux/arm64/v8", "linux/arm64")])
+def test_platform_names_normalise(name, platform):
+    assert lock_report.normalise_platform(name) == platform
 
 
 @pytest.mark.parametrize(
@@ -478,17 +418,16 @@ def test_index_locations_normalise_alike(location, configured):
         lock_report.normalise_index(configured, base)
 
 
-def test_conda_dependencies_reads_only_top_level_items():
-    text = (
+def test_environment_pin_reads_only_top_level_dependencies(tmp_path):
+    (tmp_path / "environment.yml").write_text(
         "name: x  # comment\n"
         "channels:\n  - pytorch-cpu=1.0\n"
         "dependencies:\n"
         "  - python=3.12\n"
-        "  - 'pytorch-cpu=2.13.*'  # cpu build\n"
         "  - pip:\n"
-        "    - torch==2.0\n"
-        "variables:\n  FOO: '1'\n"
+        "    - pytorch-cpu==2.0\n"
+        "  - 'pytorch-cpu=2.13.*'  # cpu build\n"
+        "variables:\n  FOO: '1'\n",
+        encoding="utf-8",
     )
-    items = lock_report.conda_dependencies(text)
-    assert items == ["python=3.12", "pytorch-cpu=2.13.*", "pip:"]
-    assert lock_report.conda_pin(items, "pytorch-cpu") == "2.13"
+    assert lock_report.environment_pin(tmp_path) == "2.13"

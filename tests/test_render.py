@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.support import checks
 from tests.support.compat import tomllib
+from tests.support.locks import TORCH_FAMILY
 from tests.support.render import ANSWER_SETS, CATALOGUE, answers_for, render
-
-TORCH_FAMILY = {"torch", "torchvision", "torchaudio"}
 
 
 @pytest.fixture(scope="module", params=sorted(ANSWER_SETS))
@@ -21,8 +22,8 @@ def rendered(request, tmp_path_factory):
 
 
 def requirement_names(pyproject: dict) -> set[str]:
-    return {req.split("=")[0].split(">")[0].split("<")[0] for req in
-            pyproject["project"]["dependencies"]}
+    return {canonicalize_name(Requirement(req).name)
+            for req in pyproject["project"]["dependencies"]}
 
 
 def test_project_passes_the_full_file_checks(rendered):

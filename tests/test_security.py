@@ -14,10 +14,9 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
+from collections.abc import Iterator
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -28,17 +27,17 @@ from tests.support import mirror
 from tests.support.compat import tomllib
 from tests.support.dockerignore import DockerIgnore
 from tests.support.index_server import IndexFiles, IndexServer
+from tests.support.locks import TORCH_FAMILY, locked_packages, uv_lock
 from tests.support.render import ANSWER_SETS, CATALOGUE, ROOT, answers_for, local_answers, render
 
 pytestmark = pytest.mark.filterwarnings("ignore::copier.errors.DirtyLocalWarning")
 
-TORCH_FAMILY = {"torch", "torchvision", "torchaudio"}
 PYPI = "https://pypi.org/simple"
+PROBE = "torch-uv-bare"  # the answer set the lock probes start from
 INDEX_NAME = CATALOGUE["torch_index_name"]
 # uv's rule for an index's credential variables: the name in upper case, anything not a letter
 # or digit as "_" (docs.astral.sh/uv/configuration/indexes/#providing-credentials-directly).
 INDEX_ENV = "UV_INDEX_" + re.sub(r"[^A-Z0-9]", "_", INDEX_NAME.upper())
-PROBE = {"project_name": "Secure Probe", "ml_libraries": ["torch"], "vector_store": "none"}
 
 
 @pytest.fixture(scope="module")
@@ -46,19 +45,6 @@ def rendered(tmp_path_factory) -> dict[str, Path]:
     """Every named answer set, rendered once."""
     root = tmp_path_factory.mktemp("secure")
     return {name: render(root / name, answers_for(name)) for name in sorted(ANSWER_SETS)}
-
-
-def uv_lock(project: Path, cache: Path, **env: str) -> subprocess.CompletedProcess:
-    uv = shutil.which("uv")
-    assert uv, "uv is needed to lock"
-    environment = {**os.environ, "UV_CACHE_DIR": str(cache), **env}
-    return subprocess.run([uv, "lock"], cwd=project, env=environment, capture_output=True,
-                          text=True, check=False, timeout=600)
-
-
-def locked_packages(project: Path) -> dict[str, dict]:
-    lock = tomllib.loads((project / "uv.lock").read_text(encoding="utf-8"))
-    return {package["name"]: package for package in lock["package"]}
 
 
 def add_dependency(project: Path, requirement: str) -> None:
@@ -78,24 +64,28 @@ def index_location(registry: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def confusing_mirror(tmp_path_factory) -> str:
-    """A CPU index that also offers `requests` 99.0.0, higher than anything on PyPI."""
+def confusing_mirror(tmp_path_factory) -> Iterator[str]:
+    """A CPU index that also offers `requests` 99.0.0, higher than anything on PyPI.
+
+    Served on loopback: the probe's uv installer refuses a host-folder index.
+    """
     root = tmp_path_factory.mktemp("confusing-mirror")
-    url = mirror.build_mirror(root, synthetic=True)
+    mirror.build_mirror(root, synthetic=True)
     fake = mirror.build_wheel(root / "wheels", "requests", "99.0.0",
                               {"requests/__init__.py": b"raise SystemExit('not PyPI requests')\n"},
                               tag="py3-none-any")
     mirror.write_project_page(root / "simple", "requests", [fake])
-    return url
+    with IndexServer(IndexFiles.from_mirror(root / "simple")) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="module")
 def locked(tmp_path_factory, confusing_mirror) -> Path:
     """A project that depends on torch and requests, locked against the confusing mirror."""
     root = tmp_path_factory.mktemp("locked")
-    project = render(root / "project", local_answers(confusing_mirror, **PROBE))
+    project = render(root / "project", answers_for(PROBE, **local_answers(confusing_mirror)))
     add_dependency(project, "requests")
-    result = uv_lock(project, root / "uv-cache")
+    result = uv_lock(project, UV_CACHE_DIR=str(root / "uv-cache"))
     assert result.returncode == 0, result.stderr
     return project
 
@@ -123,7 +113,7 @@ def test_without_explicit_the_mirror_would_win(tmp_path, locked, confusing_mirro
     assert text.count("explicit = true\n") == 1
     pyproject.write_text(text.replace("explicit = true\n", ""), encoding="utf-8")
     (project / "uv.lock").unlink()
-    result = uv_lock(project, tmp_path / "uv-cache")
+    result = uv_lock(project, UV_CACHE_DIR=str(tmp_path / "uv-cache"))
     assert result.returncode == 0, result.stderr
     requests = locked_packages(project)["requests"]
     assert requests["version"] == "99.0.0" and requests["source"] != {"registry": PYPI}
@@ -327,7 +317,7 @@ def test_build_context_keeps_secrets_and_junk_out(tmp_path):
 def test_a_url_with_credentials_is_refused_without_echoing_them(tmp_path, url):
     destination = tmp_path / "project"
     with pytest.raises(ValueError, match="torch_index_url must not carry credentials") as refusal:
-        render(destination, {"project_name": "Leak", "torch_index_url": url})
+        render(destination, answers_for("default", torch_index_url=url))
     assert "secret" not in str(refusal.value)
     assert f"{INDEX_ENV}_USERNAME" in str(refusal.value)
     assert not destination.exists()
@@ -351,11 +341,11 @@ def test_private_index_credentials_through_uv_variables(tmp_path):
     files = IndexFiles({"torch": [mirror.build_synthetic_torch(wheels)]})
     user, password = "ci-reader", "s3cr3t-index-token"
     with IndexServer(files, auth=(user, password)) as server:
-        project = render(tmp_path / "project", local_answers(server.url, **PROBE))
-        refused = uv_lock(project, tmp_path / "cache-1")
+        project = render(tmp_path / "project", answers_for(PROBE, **local_answers(server.url)))
+        refused = uv_lock(project, UV_CACHE_DIR=str(tmp_path / "cache-1"))
         assert refused.returncode != 0 and "401" in refused.stderr
-        result = uv_lock(project, tmp_path / "cache-2", **{f"{INDEX_ENV}_USERNAME": user,
-                                                           f"{INDEX_ENV}_PASSWORD": password})
+        credentials = {f"{INDEX_ENV}_USERNAME": user, f"{INDEX_ENV}_PASSWORD": password}
+        result = uv_lock(project, UV_CACHE_DIR=str(tmp_path / "cache-2"), **credentials)
         assert result.returncode == 0, result.stderr
         assert any(status == 200 and auth for _, auth, status in server.requests)
     lock = (project / "uv.lock").read_text(encoding="utf-8")

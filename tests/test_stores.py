@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.compat import tomllib
-from tests.support.render import local_answers, render
+from tests.support.render import answers_for, local_answers, render
 
 EMBEDDED_STORES = ["chromadb", "qdrant", "lancedb", "faiss"]
 STORE_MODULES = {"chromadb": "chroma_store", "qdrant": "qdrant_store", "lancedb": "lance_store",
@@ -108,8 +108,8 @@ def slug_of(project: Path) -> str:
 @pytest.fixture(scope="module", params=EMBEDDED_STORES)
 def store_project(request, mirror_url, tmp_path_factory) -> tuple[str, Path]:
     store = request.param
-    answers = local_answers(mirror_url, ml_libraries=[], vector_store=store,
-                            project_name=f"{store} search")
+    answers = answers_for("default", ml_libraries=[], vector_store=store,
+                          **local_answers(mirror_url))
     return store, synced_project(tmp_path_factory.mktemp(store), answers)
 
 
@@ -147,7 +147,7 @@ def test_ingest_then_query_returns_the_nearest_text(store_project, tmp_path):
 def default_project(mirror_url, tmp_path_factory) -> Path:
     """sentence-transformers, torch and chromadb: installs the real CPU torch wheel when the
     mirror has it."""
-    answers = local_answers(mirror_url, project_name="Default Search")
+    answers = answers_for("default", **local_answers(mirror_url))
     return synced_project(tmp_path_factory.mktemp("default-search"), answers)
 
 
@@ -174,8 +174,7 @@ def test_default_project_ingests_and_queries_offline_with_the_hashing_embedder(d
 
 @pytest.fixture(scope="module")
 def storeless_project(tmp_path_factory) -> Path:
-    answers = {"project_name": "Bare Service", "ml_libraries": [], "vector_store": "none"}
-    return render(tmp_path_factory.mktemp("none") / "project", answers)
+    return render(tmp_path_factory.mktemp("none") / "project", answers_for("none-bare-311"))
 
 
 def test_no_store_means_no_store_modules_or_store_tests(storeless_project):

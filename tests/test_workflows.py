@@ -167,7 +167,7 @@ def test_generated_ci_runs_what_a_user_would_check(generated_ci):
     lines = run_lines(generated_ci)
     for command in ["uv run --locked --only-group dev ruff check .", "uv sync --locked",
                     "uv run pytest", "uv lock --check",
-                    "uv run --no-sync python scripts/lock_report.py",
+                    "uv run --script scripts/lock_report.py",
                     'docker run --rm "$IMAGE" python -m test_service doctor']:
         assert command in lines
     assert any("$GITHUB_STEP_SUMMARY" in line and "$IMAGE" in line for line in lines)

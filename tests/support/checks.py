@@ -37,8 +37,15 @@ def check_layout(project: Path) -> None:
     """No leftover Jinja, no blank runs, no trailing spaces, one final newline."""
     for path in text_files(project):
         text = path.read_text(encoding="utf-8")
+        assert not JINJA_LEFTOVER.search(text), f"{path.relative_to(project)}: Jinja left over"
+    check_whitespace(project)
+
+
+def check_whitespace(project: Path) -> None:
+    """No blank runs, no trailing spaces, one final newline."""
+    for path in text_files(project):
+        text = path.read_text(encoding="utf-8")
         name = path.relative_to(project)
-        assert not JINJA_LEFTOVER.search(text), f"{name}: Jinja left over"
         assert text.endswith("\n") and not text.endswith("\n\n"), f"{name}: bad final newline"
         assert not text.startswith("\n"), f"{name}: starts with a blank line"
         # PEP 8 puts two blank lines between top-level definitions; nothing else needs more.

@@ -1,5 +1,7 @@
 """.dockerignore as Docker reads it, to tell which files a build context would send.
 
+Ours: no library matches BuildKit (docker-py's older port keeps .dockerignore; pathspec is git's).
+
 A line-for-line port of what BuildKit and the Docker CLI use:
 - reading the file: moby/patternmatcher `ignorefile.ReadAll` (a BOM on the first line is dropped;
   lines starting with `#` are comments; whitespace trimmed; `!` marks an exception; each pattern

@@ -2,8 +2,8 @@
 
 download.pytorch.org is unreachable from test machines, so tests point the template's
 `torch_index_url` answer at a directory laid out like a simple index. It serves the real
-CPU torch wheel from pip's find-links folder when one is there, and a tiny synthetic
-`+cpu` wheel otherwise. Nothing built here is ever committed.
+CPU torch wheel from pip's find-links folder (PIP_FIND_LINKS or pip's config) when one is
+there, and a tiny synthetic `+cpu` wheel otherwise. Nothing built here is ever committed.
 """
 
 from __future__ import annotations
@@ -18,13 +18,30 @@ import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 TORCH_VERSION = "2.13.0+cpu"
 WHEEL_TAG = "cp311-cp311-manylinux_2_28_x86_64"
 
 
-def find_links_dirs() -> list[Path]:
-    """Folders pip is configured to look in for wheels (`pip config get global.find-links`)."""
+def _folders(links: str, origin: str) -> list[tuple[Path, str]]:
+    """The local folders in a whitespace-separated find-links value (paths or file:// URLs)."""
+    folders = []
+    for link in links.split():
+        parsed = urlparse(link)
+        path = Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(link)
+        if len(parsed.scheme) <= 1 or parsed.scheme == "file":  # http links hold no folder
+            folders.append((path, origin))
+    return folders
+
+
+def find_links_dirs() -> list[tuple[Path, str]]:
+    """Folders pip looks in for wheels, each with where it was named.
+
+    PIP_FIND_LINKS first (pip reads the environment over its config, and a run under another
+    HOME sees no user config), then `pip config get global.find-links`.
+    """
+    found = _folders(os.environ.get("PIP_FIND_LINKS", ""), "PIP_FIND_LINKS")
     # The test venv has no pip of its own, so ask whichever pip the machine has.
     candidates = [[sys.executable, "-m", "pip"]]
     candidates += [[exe] for exe in (shutil.which("pip"), shutil.which("pip3")) if exe]
@@ -37,18 +54,36 @@ def find_links_dirs() -> list[Path]:
         except (OSError, subprocess.TimeoutExpired):
             continue
         if result.returncode == 0:
-            return [Path(p) for p in result.stdout.split() if Path(p).is_dir()]
-    return []
+            found += _folders(result.stdout, "pip config")
+            break
+    first = {folder: origin for folder, origin in reversed(found)}  # where each was named first
+    return [(folder, first[folder]) for folder in dict.fromkeys(f for f, _ in found)
+            if folder.is_dir()]
+
+
+def find_torch_wheel() -> tuple[Path | None, str]:
+    """The real CPU torch wheel and where it was found, or None and why the synthetic one."""
+    if os.environ.get("MLCT_SYNTHETIC_TORCH") == "1":
+        return None, "MLCT_SYNTHETIC_TORCH=1"
+    folders = find_links_dirs()
+    for folder, origin in folders:
+        for wheel in sorted(folder.glob(f"torch-{TORCH_VERSION}-{WHEEL_TAG}.whl")):
+            return wheel, origin
+    searched = ", ".join(f"{folder} ({origin})" for folder, origin in folders)
+    return None, f"no {TORCH_VERSION} {WHEEL_TAG} wheel in {searched or 'any find-links folder'}"
 
 
 def real_torch_wheel() -> Path | None:
-    """The real CPU torch wheel for this interpreter, if pip's find-links folder holds one."""
-    if os.environ.get("MLCT_SYNTHETIC_TORCH") == "1":
-        return None
-    for folder in find_links_dirs():
-        for wheel in sorted(folder.glob(f"torch-{TORCH_VERSION}-{WHEEL_TAG}.whl")):
-            return wheel
-    return None
+    """The real CPU torch wheel for this interpreter, if a find-links folder holds one."""
+    return find_torch_wheel()[0]
+
+
+def describe_torch_wheel() -> str:
+    """One line for the test run's header: which torch wheel the mirror serves, and from where."""
+    wheel, origin = find_torch_wheel()
+    if wheel is None:
+        return f"torch wheel: synthetic ({origin})"
+    return f"torch wheel: real {wheel} (found through {origin})"
 
 
 def _record_line(name: str, data: bytes) -> str:

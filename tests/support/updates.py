@@ -15,7 +15,7 @@ from copier import run_copy
 from plumbum import local
 
 from tests.support.compat import tomllib
-from tests.support.render import ROOT, local_answers
+from tests.support.render import ROOT, answers_for, local_answers
 
 IGNORED = shutil.ignore_patterns(
     ".venv", ".git", "__pycache__", ".pytest_cache", ".ruff_cache", "*.pyc"
@@ -85,8 +85,7 @@ def lock_data(project: Path) -> dict:
 def generate(template: Path, dst: Path, mirror_url: str, log: Path, vcs_ref: str,
              **answers) -> Path:
     """A project from release `vcs_ref`, locked by the copy task, committed as its user would."""
-    data = local_answers(mirror_url, **{"project_name": "Update Check", "ml_libraries": [],
-                                        "vector_store": "none", **answers})
+    data = answers_for("none-bare-311", **local_answers(mirror_url, **answers))
     with hook_log(log):
         run_copy(str(template), dst, data=data, defaults=True, unsafe=True,
                  vcs_ref=vcs_ref, quiet=True)
