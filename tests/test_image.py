@@ -61,9 +61,9 @@ for folder in prefix.glob("lib/python3*/site-packages/*.*-info"):
 conda = {}
 for record in prefix.glob("conda-meta/*.json"):
     for file in json.loads(record.read_text())["files"]:
-        part = next((p for p in pathlib.PurePath(file).parts if p.endswith(".dist-info")), None)
-        if part:
-            conda[norm(part.split("-")[0])] = record.name
+        parts = pathlib.PurePath(file).parts
+        if len(parts) > 2 and parts[-2].endswith(".dist-info") and parts[-3] == "site-packages":
+            conda[norm(parts[-2].split("-")[0])] = record.name
 print(json.dumps({"dists": dists, "conda": conda}))
 """
 

@@ -34,8 +34,9 @@ def conda_owned(prefix: Path) -> dict[str, tuple[str, Path]]:
         package = f"{record.get('name')} {record.get('version')}"
         for file in record.get("files", []):
             parts = Path(file).parts
-            for depth, part in enumerate(parts):
-                if part.endswith(METADATA_SUFFIXES) and "site-packages" in parts[:depth]:
+            # Only top-level metadata: a package may vendor others' (setuptools/_vendor/...).
+            for depth, part in enumerate(parts[1:], start=1):
+                if part.endswith(METADATA_SUFFIXES) and parts[depth - 1] == "site-packages":
                     owned[dist_name(part)] = (package, prefix.joinpath(*parts[: depth + 1]))
                     break
     return owned
