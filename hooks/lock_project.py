@@ -23,6 +23,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import conda_layer
+
 PREFIX = "[ml-container-template]"
 CONFLICT_MARKERS = ("<<<<<<< ", "=======", ">>>>>>> ")
 UV_INSTALL_URL = "https://docs.astral.sh/uv/getting-started/installation/"
@@ -37,6 +39,7 @@ class Failure:
     reason: str
     detail: str = ""
     next_step: str = "uv lock"
+    lock_state: str = ""  # what became of uv.lock, when the failure came after it was written
 
 
 def say(*lines: str) -> None:
@@ -323,8 +326,12 @@ def lock(project: Path) -> Failure | None:
     timeout = lock_timeout()
     index = Index.of(project)
     guard = LockGuard(lockfile)
-    say(f"locking against {index.url} with {uv} ...")
+    conda_failure = None
     try:
+        conda_failure = conda_layer.lock_conda(project, uv, timeout)
+        if conda_failure is not None:
+            say(*conda_failure.lines())
+        say(f"locking against {index.url} with {uv} ...")
         failure = run_uv_lock(uv, project, index, timeout)
         if failure is None and not is_complete_lock(lockfile):
             failure = Failure("uv lock finished but uv.lock is not a complete lock")
@@ -339,18 +346,22 @@ def lock(project: Path) -> Failure | None:
     if failure is not None:
         guard.restore()
         return failure
-    if show_report(project, uv) == 1:
+    report_status = show_report(project, uv)
+    if conda_failure is not None:  # the cause of any overlap the report found
+        return Failure(conda_failure.summary(), next_step=conda_failure.next_step,
+                       lock_state=conda_layer.STALE_PINS)
+    if report_status == 1:
         return Failure(
-            "the lock is not CPU-only (see the problems above)",
-            next_step="uv lock && uv run --script scripts/lock_report.py"
-            "   (after fixing pyproject.toml)",
+            "the lock is not CPU-only, or both layers install a package (see the problems above)",
+            next_step="make lock && uv run --script scripts/lock_report.py"
+            "   (after fixing pyproject.toml or environment.yml)",
         )
     return None
 
 
 def report_failure(project: Path, failure: Failure) -> None:
     exists = (project / "uv.lock").exists()
-    state = "uv.lock was left as it was" if exists else "uv.lock is absent"
+    state = failure.lock_state or ("uv.lock was left as it was" if exists else "uv.lock is absent")
     lines = [f"could not lock the project: {failure.reason}"]
     if failure.detail:
         lines += ["uv said:"] + [f"    {line}" for line in failure.detail.splitlines()]

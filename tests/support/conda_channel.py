@@ -30,6 +30,9 @@ Use:
         server.url
     shared_channel_url()                           # one server per test process
 
+A conda lock records every package's full URL, port included: keep the same server running from
+the lock (copy or `make lock`) to the image build that downloads from it.
+
 Nothing built here is committed: wheels and the channel live under
 ~/.cache/ml-container-template/ (or $MLCT_CACHE_DIR).
 """
@@ -153,7 +156,7 @@ def sha256_of(path: Path) -> str:
 
 @dataclass
 class CondaPackage:
-    """What goes into one `.tar.bz2`: index.json fields and the files (path -> bytes or zip member)."""
+    """One `.tar.bz2`'s index.json fields and files (path -> bytes, or a wheel's zip member)."""
 
     name: str
     version: str
