@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.images import standins, tiny_channel
-from tests.support import docker
+from tests.images import standins
+from tests.support import conda_channel, docker
 from tests.support.render import answers_for, local_answers, render
 
 PROJECTS = {
@@ -82,24 +82,18 @@ class Built:
 class Images:
     """Projects rendered, locked and built once per module, on first use."""
 
-    def __init__(self, root: Path, index_url: str, channel: Path, channel_url: str) -> None:
-        self.root, self.index_url = root, index_url
-        self.channel, self.channel_url = channel, channel_url
+    def __init__(self, root: Path, index_url: str, channel_url: str) -> None:
+        self.root, self.index_url, self.channel_url = root, index_url, channel_url
         self.built: dict[str, Built] = {}
         self.tags: list[str] = []
 
     def project(self, name: str) -> Path:
-        """Render and lock `name`, write its conda lock, and plant the probe files."""
-        answers = answers_for("default", **local_answers(self.index_url, **PROJECTS[name]))
+        """Render `name`, locked by its hook (uv.lock and the conda lock); plant the probes."""
+        overrides = {"conda_channel": self.channel_url, **PROJECTS[name]}
+        answers = answers_for("default", **local_answers(self.index_url, **overrides))
         project = render(self.root / name / "project", answers, tasks=True)
-        assert (project / "uv.lock").exists(), f"{name}: the hook wrote no uv.lock"
-        versions = tiny_channel.locked_versions(project)
-        conda_torch = answers.get("torch_installer") != "uv" and "torch" in versions
-        names = ["pytorch", *tiny_channel.OLDER] if conda_torch else []
-        if not (self.channel / "noarch" / "repodata.json").exists() or conda_torch:
-            tiny_channel.build_channel(self.channel, versions)
-        lock = tiny_channel.explicit_lock(self.channel, self.channel_url, names, versions)
-        (project / "conda-linux-64.lock").write_text(lock)
+        for lock in ("uv.lock", "conda-linux-64.lock"):
+            assert (project / lock).exists(), f"{name}: the hook wrote no {lock}"
         package = next((project / "src").iterdir()).name
         for probe in PROBES:
             path = project / probe.format(pkg=package)
@@ -130,11 +124,8 @@ def stand_ins() -> standins.StandIns:
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory, http_mirror_url, stand_ins) -> Iterator[Images]:
-    root = tmp_path_factory.mktemp("images")
-    channel = root / "channel"
-    channel.mkdir()
-    with tiny_channel.ChannelServer(channel) as conda:
-        built = Images(root, http_mirror_url, channel, conda.url)
+    with conda_channel.ChannelServer(conda_channel.build_channel()) as channel:
+        built = Images(tmp_path_factory.mktemp("images"), http_mirror_url, channel.url)
         yield built
     docker.remove_images(*built.tags)
 
@@ -305,6 +296,6 @@ def test_a_conda_layer_lagging_uv_lock_fails_the_build_at_the_guard(images, stan
     result = images.build(built.project, f"{built.tag}-lagging",
                           MICROMAMBA_IMAGE=stand_ins.lagging)
     assert failed_at_the_guard(result), result.log[-4000:]
-    for name in tiny_channel.OLDER:
+    for name in conda_channel.LAGGING:
         assert f"problem: {name} has two owners: conda installed {name}" in result.log, name
     assert "make lock" in result.log
