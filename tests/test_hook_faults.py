@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,8 +74,12 @@ def index_files(tmp_path_factory) -> IndexFiles:
 
 
 @pytest.fixture(scope="module")
-def x86_only_mirror(tmp_path_factory) -> str:
-    return mirror.build_mirror(tmp_path_factory.mktemp("x86-mirror"), synthetic=True)
+def x86_only_mirror(tmp_path_factory) -> Iterator[str]:
+    """Served on loopback: the probe's uv installer refuses a host-folder index."""
+    root = tmp_path_factory.mktemp("x86-mirror")
+    mirror.build_mirror(root, synthetic=True)
+    with IndexServer(IndexFiles.from_mirror(root / "simple")) as server:
+        yield server.url
 
 
 # --------------------------------------------------------------------------- the harness

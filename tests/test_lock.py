@@ -147,8 +147,8 @@ def test_docker_uv_steps_keep_conda_torch_and_install_the_app(default_project, t
     assert package in after, "the project itself was not installed"
 
 
-def test_docker_uv_steps_install_locked_torch_under_the_uv_installer(tmp_path, mirror_url):
-    answers = answers_for("torch-uv-bare", **local_answers(mirror_url))
+def test_docker_uv_steps_install_locked_torch_under_the_uv_installer(tmp_path, http_mirror_url):
+    answers = answers_for("torch-uv-bare", **local_answers(http_mirror_url))
     project = render(tmp_path / "project", answers, tasks=True)
     assert checks.conda_provides(project) == set()
     prefix = make_prefix(tmp_path, {})
@@ -157,9 +157,9 @@ def test_docker_uv_steps_install_locked_torch_under_the_uv_installer(tmp_path, m
 
 
 @pytest.mark.parametrize("answer_set", sorted(ANSWER_SETS))
-def test_one_owner_per_package(answer_set, tmp_path, mirror_url):
+def test_one_owner_per_package(answer_set, tmp_path, http_mirror_url):
     """What conda provides and what the image's uv steps install never overlap."""
-    answers = answers_for(answer_set, **local_answers(mirror_url))
+    answers = answers_for(answer_set, **local_answers(http_mirror_url))
     project = render(tmp_path / "project", answers, tasks=True)
     _, steps = sync_steps(project / "Dockerfile")
     uv_installs = would_install(project) - set().union(*(step.skipped for step in steps))

@@ -182,6 +182,10 @@ def expected_refusal(answers: dict) -> str | None:
     """The first question (in Copier's order) whose answer breaks a documented rule."""
     if not one_line(answers["project_name"]):
         return "project_name"
+    uv_from_a_host_folder = (answers.get("torch_installer") == "uv"
+                             and answers.get("torch_index_url", "").startswith("file:"))
+    if uv_from_a_host_folder:
+        return "torch_index_url"
     if answers.get("lock_platforms") == []:
         return "lock_platforms"
     return None

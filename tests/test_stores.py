@@ -241,7 +241,7 @@ def storeless_project(tmp_path_factory) -> Path:
 def test_no_store_means_no_store_modules_or_store_tests(storeless_project):
     package = storeless_project / "src" / "bare_service"
     assert {path.name for path in package.glob("*.py")} == {
-        "__init__.py", "__main__.py", "cli.py", "doctor.py"}
+        "__init__.py", "__main__.py", "cli.py", "doctor.py", "layers.py"}
     tests = {path.name for path in (storeless_project / "tests").glob("*.py")}
     assert "test_doctor.py" in tests
     assert not tests & {"test_store.py", "test_embeddings.py", "test_cli.py"}

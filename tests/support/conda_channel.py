@@ -228,7 +228,7 @@ def from_wheel(wheel: Path, archive: zipfile.ZipFile) -> CondaPackage:
     site = "site-packages" if pure else "lib/python{}.{}/site-packages".format(*PYTHON)
     old_info = next(n.split("/")[0] for n in archive.namelist()
                     if n.endswith(".dist-info/METADATA") and n.count("/") == 1)
-    new_info = f"{old_info.rsplit('-', 1)[0]}-{version}.dist-info"
+    new_info = f"{old_info.removesuffix('.dist-info').rsplit('-', 1)[0]}-{version}.dist-info"
     metadata = email.parser.Parser().parsestr(archive.read(f"{old_info}/METADATA").decode())
     files: dict[str, bytes | tuple[zipfile.ZipFile, str]] = {}
     for member in archive.namelist():
