@@ -34,7 +34,7 @@ PLATFORM = "linux/amd64"
 AMD64 = "sys_platform == 'linux' and platform_machine == 'x86_64'"
 LOCAL = {"project_name": "Footprint Bench", "python_version": "3.11", "lock_platforms": [PLATFORM]}
 SCENARIOS = {
-    "seed stack": {"ml_libraries": ["torch", "sentence-transformers"],
+    "guide's stack": {"ml_libraries": ["torch", "sentence-transformers"],
                    "vector_store": "chromadb", "torch_installer": "uv"},
     "template defaults": {},
     "all libraries": {"ml_libraries": ["torch", "torchvision", "torchaudio",
@@ -43,8 +43,9 @@ SCENARIOS = {
 }
 TIMED_SCENARIO = "template defaults"
 NAIVE_UV = f'\n[tool.uv]\nenvironments = ["{AMD64}"]\n'
-# The seed guide's "Fix 2" snippet, verbatim.
-SEED_UV = '''
+# "Fix 2" of the Docker build-speed guide this template started from: its [tool.uv] snippet,
+# verbatim (uv refuses it: the sources name an index it never declares).
+GUIDE_UV = '''
 [tool.uv]
 # Configure UV to prefer CPU-only packages for containers
 index-strategy = "unsafe-best-match"
@@ -153,12 +154,12 @@ def generated(project: Path) -> dict:
 def scenario(name: str, answers: dict, work: Path) -> dict:
     project = render(ROOT, work / name.replace(" ", "-"), answers, tasks=True)
     pinned = dependencies(project)
-    names = [Requirement(dep).name for dep in pinned]  # as the seed's project lists them
+    names = [Requirement(dep).name for dep in pinned]  # as the guide's project lists them
     row = {
         "dependencies": pinned,
         "naive": locked(throwaway(work / f"naive-{project.name}", pinned, NAIVE_UV)),
         "naive_unpinned": locked(throwaway(work / f"unpinned-{project.name}", names, NAIVE_UV)),
-        "seed": locked(throwaway(work / f"seed-{project.name}", pinned, SEED_UV)),
+        "guide": locked(throwaway(work / f"guide-{project.name}", pinned, GUIDE_UV)),
         "generated": generated(project),
     }
     for naive in ("naive", "naive_unpinned"):
@@ -212,13 +213,13 @@ def measure_times(answers: dict, runs: int, work: Path) -> dict:
 
 
 def judge(rows: dict, times: dict) -> list[dict]:
-    seed = rows["seed stack"]
+    guide = rows["guide's stack"]
     gpu = {name: row["generated"].get("gpu") for name, row in rows.items()}
     render_ratio = times["render"] / times["baseline"]
     added = times["render_lock"] - times["render"]
     goals = [
-        {"goal": f"naive/generated MB >= 8x on the seed stack ({label})",
-         "pass": (seed[key] or 0) >= 8, "value": f"{seed[key] or 0:.2f}x"}
+        {"goal": f"naive/generated MB >= 8x on the guide's stack ({label})",
+         "pass": (guide[key] or 0) >= 8, "value": f"{guide[key] or 0:.2f}x"}
         for key, label in (("ratio_naive", "same pins"), ("ratio_naive_unpinned", "unpinned"))
     ]
     return goals + [
@@ -244,13 +245,13 @@ def ratio(value: float | None) -> str:
 
 
 def footprint_table(rows: dict) -> list[str]:
-    lines = ["| scenario | naive, same pins | naive, unpinned | seed as written | generated "
+    lines = ["| scenario | naive, same pins | naive, unpinned | guide's snippet | generated "
              "| naive/generated (pinned, unpinned) |", "|---|---|---|---|---|---|"]
     for name, row in rows.items():
-        seed = f"refused: {row['seed']['error']}" if "error" in row["seed"] else "accepted (!)"
+        guide = f"refused: {row['guide']['error']}" if "error" in row["guide"] else "accepted (!)"
         ratios = f"{ratio(row['ratio_naive'])}, {ratio(row['ratio_naive_unpinned'])}"
         lines.append("| " + " | ".join([name, cell(row["naive"]), cell(row["naive_unpinned"]),
-                                        seed, cell(row["generated"]), ratios]) + " |")
+                                        guide, cell(row["generated"]), ratios]) + " |")
     return lines
 
 

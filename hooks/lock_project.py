@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -22,6 +21,8 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import conda_layer
 
 PREFIX = "[ml-container-template]"
 CONFLICT_MARKERS = ("<<<<<<< ", "=======", ">>>>>>> ")
@@ -37,6 +38,7 @@ class Failure:
     reason: str
     detail: str = ""
     next_step: str = "uv lock"
+    lock_state: str = ""  # what became of uv.lock, when the failure came after it was written
 
 
 def say(*lines: str) -> None:
@@ -149,30 +151,12 @@ AUTH_SIGNS = (
 )
 
 
-# The template writes the index table as `[[tool.uv.index]]`, then `name = ...`, then `url = ...`.
-INDEX_TABLE = r'^\[\[tool\.uv\.index\]\]\s*\nname\s*=\s*"([^"]+)"\s*\nurl\s*=\s*"([^"]+)"'
-
-
 @dataclass
 class Index:
-    """The project's CPU index, as its pyproject.toml names it; best effort, for messages."""
+    """The project's CPU index, as copier.yml passes it; for messages only."""
 
-    name: str = "pytorch-cpu"
     url: str = "the CPU index"
-
-    @classmethod
-    def of(cls, project: Path) -> Index:
-        try:
-            text = (project / "pyproject.toml").read_text(encoding="utf-8")
-        except OSError:
-            return cls()
-        found = re.search(INDEX_TABLE, text, re.MULTILINE)
-        return cls(*found.groups()) if found else cls()
-
-    def credential_variables(self) -> str:
-        """uv's variables for its credentials: the name uppercased, other characters as _."""
-        prefix = "UV_INDEX_" + re.sub(r"[^A-Z0-9]", "_", self.name.upper())
-        return f"{prefix}_USERNAME and {prefix}_PASSWORD"
+    credentials: str = "uv's UV_INDEX_<NAME>_USERNAME and _PASSWORD variables"
 
 
 def classify(uv_output: str, index: Index) -> Failure:
@@ -184,7 +168,7 @@ def classify(uv_output: str, index: Index) -> Failure:
         return Failure(
             f"the index refused access without valid credentials (is {index.url} private?)",
             detail,
-            f"uv lock   (with {index.credential_variables()} set in the environment)",
+            f"uv lock   (with {index.credentials} set in the environment)",
         )
     if "no solution found" in text or "unsatisfiable" in text:
         if "not found in the package registry" in text or "was not found in the provided" in text:
@@ -295,7 +279,7 @@ def show_report(project: Path, uv: str) -> int:
     return result.returncode
 
 
-def lock(project: Path) -> Failure | None:
+def lock(project: Path, index: Index) -> Failure | None:
     """Lock the project; returns the failure to report, if any."""
     pyproject, lockfile = project / "pyproject.toml", project / "uv.lock"
     if not pyproject.exists():
@@ -314,6 +298,14 @@ def lock(project: Path) -> Failure | None:
             "pyproject.toml has merge conflict markers from the update; resolve them first",
             next_step="uv lock   (after resolving the conflicts in pyproject.toml)",
         )
+    # A lock made now would leave out the user's edits that wait in a .rej file.
+    for source, relock in (("pyproject.toml", "uv lock"), ("environment.yml", "make lock")):
+        if (project / f"{source}.rej").exists():
+            return Failure(
+                f"{source}.rej holds edits of yours that the update could not apply; "
+                f"apply them to {source} by hand and delete the .rej file first",
+                next_step=f"{relock}   (after applying {source}.rej and deleting it)",
+            )
     uv = find_uv()
     if uv is None:
         return Failure(
@@ -321,10 +313,13 @@ def lock(project: Path) -> Failure | None:
             next_step="uv lock   (once uv is installed)",
         )
     timeout = lock_timeout()
-    index = Index.of(project)
     guard = LockGuard(lockfile)
-    say(f"locking against {index.url} with {uv} ...")
+    conda_failure = None
     try:
+        conda_failure = conda_layer.lock_conda(project, uv, timeout)
+        if conda_failure is not None:
+            say(*conda_failure.lines())
+        say(f"locking against {index.url} with {uv} ...")
         failure = run_uv_lock(uv, project, index, timeout)
         if failure is None and not is_complete_lock(lockfile):
             failure = Failure("uv lock finished but uv.lock is not a complete lock")
@@ -339,18 +334,22 @@ def lock(project: Path) -> Failure | None:
     if failure is not None:
         guard.restore()
         return failure
-    if show_report(project, uv) == 1:
+    report_status = show_report(project, uv)
+    if conda_failure is not None:  # the cause of any overlap the report found
+        return Failure(conda_failure.summary(), next_step=conda_failure.next_step,
+                       lock_state=conda_layer.STALE_PINS)
+    if report_status == 1:
         return Failure(
-            "the lock is not CPU-only (see the problems above)",
-            next_step="uv lock && uv run --script scripts/lock_report.py"
-            "   (after fixing pyproject.toml)",
+            "the lock is not CPU-only, or both layers install a package (see the problems above)",
+            next_step="make lock && uv run --script scripts/lock_report.py"
+            "   (after fixing pyproject.toml or environment.yml)",
         )
     return None
 
 
 def report_failure(project: Path, failure: Failure) -> None:
     exists = (project / "uv.lock").exists()
-    state = "uv.lock was left as it was" if exists else "uv.lock is absent"
+    state = failure.lock_state or ("uv.lock was left as it was" if exists else "uv.lock is absent")
     lines = [f"could not lock the project: {failure.reason}"]
     if failure.detail:
         lines += ["uv said:"] + [f"    {line}" for line in failure.detail.splitlines()]
@@ -359,6 +358,13 @@ def report_failure(project: Path, failure: Failure) -> None:
         f"Next, run:  cd {project} && {failure.next_step}",
     ]
     say(*lines)
+
+
+def report_success(project: Path, after_update: bool) -> None:
+    if after_update:
+        say("uv.lock is up to date with pyproject.toml and CPU-only.")
+    else:
+        say(f"uv.lock is written and CPU-only: {project} is ready to build (make build).")
 
 
 def announce_update() -> None:
@@ -372,13 +378,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", type=Path, default=Path.cwd(), help="project directory")
     parser.add_argument("--after-update", action="store_true", help="run as the update migration")
+    parser.add_argument("--index-url", default=Index.url, help="the CPU index's URL")
+    parser.add_argument(
+        "--index-credentials", default=Index.credentials, help="uv's variables for its credentials"
+    )
     args = parser.parse_args(argv)
     project = args.project.resolve()
     log_run(project, "update" if args.after_update else "copy")
     if args.after_update:
         announce_update()
-    failure = lock(project)
+    failure = lock(project, Index(args.index_url, args.index_credentials))
     if failure is None:
+        report_success(project, args.after_update)
         return 0
     report_failure(project, failure)
     return 1 if strict() else 0

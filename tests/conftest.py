@@ -1,10 +1,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
+from tests.support.index_server import IndexFiles, IndexServer
 from tests.support.mirror import build_mirror, describe_torch_wheel
 
 # Hypothesis: deterministic in CI (fixed seed, no example database, 200 examples per property);
@@ -30,3 +35,11 @@ def pytest_report_header(config: pytest.Config) -> str:
 def mirror_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A local PEP 503 CPU index: the real torch wheel when on disk, a synthetic one otherwise."""
     return build_mirror(tmp_path_factory.mktemp("mirror"))
+
+
+@pytest.fixture(scope="session")
+def http_mirror_url(mirror_url: str) -> Iterator[str]:
+    """The same index over loopback HTTP: an image build cannot read a host folder."""
+    files = IndexFiles.from_mirror(Path(url2pathname(urlparse(mirror_url).path)))
+    with IndexServer(files) as server:
+        yield server.url

@@ -19,12 +19,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,9 +38,11 @@ from plumbum import local
 from tests.support import mirror
 from tests.support.compat import tomllib
 from tests.support.index_server import IndexFiles, IndexServer
-from tests.support.render import ANSWER_SETS, ROOT, answers_for, local_answers, render
+from tests.support.render import ANSWER_SETS, CATALOGUE, ROOT, answers_for, local_answers, render
 
 HOOK = ROOT / "hooks" / "lock_project.py"
+# uv's rule for an index's credential variables: the name in upper case, other characters as "_".
+INDEX_ENV = "UV_INDEX_" + re.sub(r"[^A-Z0-9]", "_", CATALOGUE["torch_index_name"].upper())
 SLOW_TIMEOUT = "5"  # ML_TEMPLATE_LOCK_TIMEOUT for the stalled-index case, in seconds
 
 # One distinct phrase per failure class; a message must carry its own and no other.
@@ -70,11 +74,22 @@ def index_files(tmp_path_factory) -> IndexFiles:
 
 
 @pytest.fixture(scope="module")
-def x86_only_mirror(tmp_path_factory) -> str:
-    return mirror.build_mirror(tmp_path_factory.mktemp("x86-mirror"), synthetic=True)
+def x86_only_mirror(tmp_path_factory) -> Iterator[str]:
+    """Served on loopback: the probe's uv installer refuses a host-folder index."""
+    root = tmp_path_factory.mktemp("x86-mirror")
+    mirror.build_mirror(root, synthetic=True)
+    with IndexServer(IndexFiles.from_mirror(root / "simple")) as server:
+        yield server.url
 
 
 # --------------------------------------------------------------------------- the harness
+
+
+def hook_arguments(project: Path) -> list[str]:
+    """What copier.yml's task tells the hook about the project's index."""
+    url = yaml.safe_load((project / ".copier-answers.yml").read_text())["torch_index_url"]
+    return [f"--index-url={url}",
+            f"--index-credentials={INDEX_ENV}_USERNAME and {INDEX_ENV}_PASSWORD"]
 
 
 def digest_tree(folder: Path) -> dict[str, str]:
@@ -82,6 +97,11 @@ def digest_tree(folder: Path) -> dict[str, str]:
         str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
         for path in sorted(folder.rglob("*")) if path.is_file()
     }
+
+
+def without_conda_locks(files: dict[str, str]) -> dict[str, str]:
+    """The conda layer locks before uv does; its locks are test_conda_lock.py's to check."""
+    return {name: digest for name, digest in files.items() if not name.startswith("conda-")}
 
 
 def listing_outside(nest: Path, project: Path) -> list[str]:
@@ -144,7 +164,8 @@ class Case:
     def start(self, *, prefix: tuple[str, ...] = (), new_session: bool = False,
               python: str = sys.executable, **env: str | None) -> subprocess.Popen:
         self.process = subprocess.Popen(
-            [*prefix, python, str(HOOK), "--project", str(self.project)],
+            [*prefix, python, str(HOOK), "--project", str(self.project),
+             *hook_arguments(self.project)],
             cwd=self.nest, env=self.env(**env), stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, start_new_session=new_session,
         )
@@ -159,7 +180,7 @@ class Case:
         """The guarantees every fault case must keep; kind=None for a successful lock."""
         where = f"({'strict' if self.strict else 'normal'} mode)\n{self.output}"
         assert "Traceback" not in self.output, where
-        after = digest_tree(self.project)
+        after = without_conda_locks(digest_tree(self.project))
         lock = after.pop("uv.lock", None)
         assert after == self.files, f"the project changed {where}"
         assert listing_outside(self.nest, self.project) == self.outside, f"wrote outside {where}"
@@ -310,8 +331,10 @@ def test_interrupted_mid_lock(tmp_path, index_files, target):
         with IndexServer(index_files, "slow", delay=120) as server:
             case = Case.render(tmp_path, strict, probe_answers(server.url))
             process = case.start(new_session=True, ML_TEMPLATE_LOCK_TIMEOUT="300")
-            first_line = process.stdout.readline()
-            assert "locking against" in first_line
+            first_line = ""
+            while "locking against" not in first_line:  # after the conda layer's lines
+                first_line = process.stdout.readline()
+                assert first_line, "the hook never started uv lock"
             assert server.stalled.wait(60), "uv never reached the index"
             if target == "hook":
                 process.send_signal(signal.SIGINT)
@@ -385,7 +408,7 @@ def test_copier_keeps_the_project_when_the_index_is_unreachable(tmp_path, monkey
     with task_env(monkeypatch, UV_CACHE_DIR=str(tmp_path / "uv-cache"), ML_TEMPLATE_STRICT=None):
         render(destination, answers, tasks=True)
     output = capfd.readouterr().out
-    kept = digest_tree(destination)
+    kept = without_conda_locks(digest_tree(destination))
     # Every file, unchanged, and no uv.lock. Only the answers file may differ: Copier records
     # a fresh commit id for a template with uncommitted changes on every render.
     assert kept.keys() == reference.keys()
@@ -396,6 +419,31 @@ def test_copier_keeps_the_project_when_the_index_is_unreachable(tmp_path, monkey
     assert sorted(p.name for p in (tmp_path / "nest").iterdir()) == ["project"]
     assert CLASSES["network"] in output
     assert f"Next, run:  cd {destination} && uv lock" in output
+
+
+@pytest.mark.parametrize("index", ["unreachable", "working"])
+def test_copier_cli_messages_follow_the_lock_outcome(tmp_path, x86_only_mirror, index):
+    """What a user reads after `copier copy`: the hook's outcome, then a neutral next-steps note."""
+    url = closed_port_url() if index == "unreachable" else x86_only_mirror
+    answers = tmp_path / "answers.yml"
+    answers.write_text(yaml.safe_dump(probe_answers(url)))
+    destination = tmp_path / "project"
+    copier = Path(sys.executable).with_name("copier")
+    result = subprocess.run(
+        [str(copier), "copy", "--trust", "--defaults", "--vcs-ref", "HEAD",
+         "--data-file", str(answers), str(ROOT), str(destination)],
+        env={**os.environ, "UV_CACHE_DIR": str(tmp_path / "uv-cache"), "ML_TEMPLATE_STRICT": "0"},
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    if index == "unreachable":
+        assert CLASSES["network"] in result.stdout
+        assert "uv.lock is written" not in result.stdout
+    else:
+        assert "uv.lock is written and CPU-only" in result.stdout
+    message = result.stderr[result.stderr.index("Copier wrote"):]
+    assert "ready" not in message and "docker build" not in message
+    assert "uv sync" in message and "make test" in message and "README.md" in message
 
 
 def test_copier_strict_mode_fails_the_copy(tmp_path, monkeypatch, index_files):

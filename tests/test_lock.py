@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,8 @@ from tests.support import checks
 from tests.support.dockerfile_uv import CONDA_PREFIX, sync_steps
 from tests.support.locks import UV_ENV, locked_package, read_lock
 from tests.support.mirror import build_wheel
-from tests.support.render import ANSWER_SETS, answers_for, local_answers, render
+from tests.support.render import ANSWER_SETS, CATALOGUE, answers_for, local_answers, render
 
-GPU_PREFIXES = ("nvidia-", "cuda-")
 AMD64_PY311 = {"sys_platform": "linux", "platform_machine": "x86_64", "python_version": "3.11",
                "python_full_version": "3.11.7", "platform_system": "Linux", "os_name": "posix",
                "implementation_name": "cpython", "platform_python_implementation": "CPython"}
@@ -47,13 +47,34 @@ def default_project(tmp_path_factory, mirror_url) -> Path:
     return render(destination, answers_for("default", **local_answers(mirror_url)), tasks=True)
 
 
-def test_hook_locks_cpu_torch_and_no_gpu_package(default_project, mirror_url):
-    names = {p["name"] for p in read_lock(default_project)["package"]}
-    assert not {n for n in names if n.startswith(GPU_PREFIXES) or n == "triton"}
-    torch = locked_package(default_project, "torch")
+def gpu_packages(project: Path) -> set[str]:
+    names = {p["name"] for p in read_lock(project)["package"]}
+    return {n for n in names if any(fnmatchcase(n, p) for p in CATALOGUE["gpu_packages"]["pypi"])}
+
+
+def assert_cpu_torch_from(project: Path, mirror_url: str) -> None:
+    assert gpu_packages(project) == set()
+    torch = locked_package(project, "torch")
     assert torch["version"].endswith("+cpu")
     assert Path(torch["source"]["registry"]) == Path(mirror_url.removeprefix("file://"))
+
+
+def test_hook_locks_cpu_torch_and_no_gpu_package(default_project, mirror_url):
+    assert_cpu_torch_from(default_project, mirror_url)
+    names = {p["name"] for p in read_lock(default_project)["package"]}
     assert "sentence-transformers" in names and "chromadb" in names
+
+
+def test_an_upgrade_keeps_torch_on_the_cpu_index(default_project, mirror_url, tmp_path):
+    """What dependabot's uv updater runs: `uv lock --upgrade`, every package at its newest."""
+    project = shutil.copytree(default_project, tmp_path / "project")
+    upgrade = subprocess.run(["uv", "lock", "--upgrade"], cwd=project, env=UV_ENV,
+                             capture_output=True, text=True)
+    assert upgrade.returncode == 0, upgrade.stderr
+    assert_cpu_torch_from(project, mirror_url)
+    report = subprocess.run(["uv", "run", "--script", "scripts/lock_report.py"], cwd=project,
+                            capture_output=True, text=True)
+    assert report.returncode == 0, report.stdout + report.stderr
 
 
 def test_lock_matches_pyproject(default_project):
@@ -126,8 +147,8 @@ def test_docker_uv_steps_keep_conda_torch_and_install_the_app(default_project, t
     assert package in after, "the project itself was not installed"
 
 
-def test_docker_uv_steps_install_locked_torch_under_the_uv_installer(tmp_path, mirror_url):
-    answers = answers_for("torch-uv-bare", **local_answers(mirror_url))
+def test_docker_uv_steps_install_locked_torch_under_the_uv_installer(tmp_path, http_mirror_url):
+    answers = answers_for("torch-uv-bare", **local_answers(http_mirror_url))
     project = render(tmp_path / "project", answers, tasks=True)
     assert checks.conda_provides(project) == set()
     prefix = make_prefix(tmp_path, {})
@@ -136,9 +157,9 @@ def test_docker_uv_steps_install_locked_torch_under_the_uv_installer(tmp_path, m
 
 
 @pytest.mark.parametrize("answer_set", sorted(ANSWER_SETS))
-def test_one_owner_per_package(answer_set, tmp_path, mirror_url):
+def test_one_owner_per_package(answer_set, tmp_path, http_mirror_url):
     """What conda provides and what the image's uv steps install never overlap."""
-    answers = answers_for(answer_set, **local_answers(mirror_url))
+    answers = answers_for(answer_set, **local_answers(http_mirror_url))
     project = render(tmp_path / "project", answers, tasks=True)
     _, steps = sync_steps(project / "Dockerfile")
     uv_installs = would_install(project) - set().union(*(step.skipped for step in steps))

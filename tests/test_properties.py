@@ -69,6 +69,14 @@ def quoted_inner(text: str) -> str:
     return one_line(text).replace("\\", "\\\\").replace('"', '\\"')
 
 
+def python_inner(text: str) -> str:
+    """The inside of includes/text.jinja's python_string: ruff's choice of quotes."""
+    line = one_line(text).replace("\\", "\\\\")
+    if line.count('"') > line.count("'"):
+        return line.replace("'", "\\'")
+    return line.replace('"', '\\"')
+
+
 def markdown(text: str) -> str:
     escaped = re.sub(r"([\\`*_{}\[\]<>#|~!&])", r"\\\1", one_line(text))
     return re.sub(r"^([-+=]|[0-9]+(?=[.)]))", r"\\\1", escaped)
@@ -174,6 +182,10 @@ def expected_refusal(answers: dict) -> str | None:
     """The first question (in Copier's order) whose answer breaks a documented rule."""
     if not one_line(answers["project_name"]):
         return "project_name"
+    uv_from_a_host_folder = (answers.get("torch_installer") == "uv"
+                             and answers.get("torch_index_url", "").startswith("file:"))
+    if uv_from_a_host_folder:
+        return "torch_index_url"
     if answers.get("lock_platforms") == []:
         return "lock_platforms"
     return None
@@ -194,10 +206,10 @@ def check_refusal(message: str, question: str, destination: Path) -> None:
     match = re.fullmatch(r"Validation error for question '(\w+)': (.+)", message, re.S)
     assert match, f"not a validator refusal: {message}"
     assert match[1] == question, f"refused {match[1]}, expected {question}: {message}"
-    # The validator's own text names the question and the rule; a crashing validator
-    # (whose exception text Copier would show instead) does not start like this.
-    assert re.match(rf"{question}( |=)", match[2]), f"message does not name {question}: {message}"
-    assert len(match[2]) > len(question) + 10, f"message does not state the rule: {message}"
+    # The validator's own text starts with the rule, on a line that fits 80 columns; a crashing
+    # validator (whose exception text Copier would show instead) does not start like this.
+    assert re.match(r"(must|use) \S", match[2]), f"message does not lead with a rule: {message}"
+    assert len(message.splitlines()[0]) <= 80, f"rule cut off in an 80-column terminal: {message}"
     assert not destination.exists() or not any(destination.iterdir()), "partial project left"
 
 
@@ -205,8 +217,8 @@ def check_layout_and_leftovers(project: Path, free: list[str]) -> None:
     """checks.check_layout, except that Jinja delimiters the user typed may appear where the
     user's text lands (escaped for its file); anywhere else they are leftovers."""
     checks.check_whitespace(project)
-    forms = sorted({form(text) for text in free for form in (one_line, quoted_inner, markdown)}
-                   - {""}, key=len, reverse=True)
+    escapes = (one_line, quoted_inner, python_inner, markdown)
+    forms = sorted({form(text) for text in free for form in escapes} - {""}, key=len, reverse=True)
     for path in checks.text_files(project):
         text = path.read_text(encoding="utf-8")
         name = path.relative_to(project)
@@ -254,7 +266,8 @@ def check_rendered(project: Path, answers: dict) -> None:
                 for kw in node.keywords if kw.arg == "description"]
     assert literals == [one_line(description)]
     init = ast.parse((project / "src" / package / "__init__.py").read_text(encoding="utf-8"))
-    assert ast.get_docstring(init, clean=False) == f"{slug}: {one_line(description)}"
+    summary = one_line(description)
+    assert ast.get_docstring(init, clean=False) == (f"{slug}: {summary}" if summary else slug)
     readme = (project / "README.md").read_text(encoding="utf-8").splitlines()
     assert readme[0].startswith("# ") and unescape_markdown(readme[0][2:]) == one_line(
         recorded["project_name"])

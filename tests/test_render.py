@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 import yaml
 from packaging.requirements import Requirement
@@ -11,6 +13,8 @@ from tests.support import checks
 from tests.support.compat import tomllib
 from tests.support.locks import TORCH_FAMILY
 from tests.support.render import ANSWER_SETS, CATALOGUE, answers_for, render
+
+INDEX_NAME = CATALOGUE["torch_index_name"]
 
 
 @pytest.fixture(scope="module", params=sorted(ANSWER_SETS))
@@ -31,6 +35,17 @@ def test_project_passes_the_full_file_checks(rendered):
     checks.check_project(project)
 
 
+def test_dependabot_covers_uv_docker_and_actions(rendered):
+    project, _ = rendered
+    config = project / ".github" / "dependabot.yml"
+    result = subprocess.run([checks.tool("check-jsonschema"), "--builtin-schema",
+                             "vendor.dependabot", str(config)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    updates = yaml.safe_load(config.read_text())["updates"]
+    assert {u["package-ecosystem"] for u in updates} == {"uv", "docker", "github-actions"}
+    assert all(u["directory"] == "/" for u in updates)
+
+
 def test_python_version_is_the_same_everywhere(rendered):
     project, answers = rendered
     version = answers["python_version"]
@@ -45,10 +60,10 @@ def test_python_version_is_the_same_everywhere(rendered):
 def test_torch_family_only_from_the_explicit_cpu_index(rendered):
     project, answers = rendered
     uv = tomllib.loads((project / "pyproject.toml").read_text())["tool"]["uv"]
-    assert uv["index"] == [{"name": "pytorch-cpu", "url": answers["torch_index_url"],
+    assert uv["index"] == [{"name": INDEX_NAME, "url": answers["torch_index_url"],
                             "explicit": True}]
     assert {name for name, source in uv["sources"].items()
-            if source == {"index": "pytorch-cpu"}} == TORCH_FAMILY
+            if source == {"index": INDEX_NAME}} == TORCH_FAMILY
     assert "index-strategy" not in uv and "extra-index-url" not in uv
 
 
@@ -120,7 +135,7 @@ def test_runtime_guard_and_user(rendered):
     cmd = next(i for i in runtime if i.cmd == "CMD")
     assert list(cmd.value) == ["python", "-m", package]
     env = dict(zip(*[iter(next(i for i in runtime if i.cmd == "ENV").value)] * 2, strict=True))
-    assert env["UV_INDEX"].strip('"') == f"pytorch-cpu={answers['torch_index_url']}"
+    assert env["UV_INDEX"].strip('"') == f"{INDEX_NAME}={answers['torch_index_url']}"
     assert env["PIP_EXTRA_INDEX_URL"].strip('"') == answers["torch_index_url"]
 
 

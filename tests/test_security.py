@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Iterator
+from fnmatch import fnmatch
 from pathlib import Path
 
 import dockerfile
@@ -62,15 +64,19 @@ def index_location(registry: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def confusing_mirror(tmp_path_factory) -> str:
-    """A CPU index that also offers `requests` 99.0.0, higher than anything on PyPI."""
+def confusing_mirror(tmp_path_factory) -> Iterator[str]:
+    """A CPU index that also offers `requests` 99.0.0, higher than anything on PyPI.
+
+    Served on loopback: the probe's uv installer refuses a host-folder index.
+    """
     root = tmp_path_factory.mktemp("confusing-mirror")
-    url = mirror.build_mirror(root, synthetic=True)
+    mirror.build_mirror(root, synthetic=True)
     fake = mirror.build_wheel(root / "wheels", "requests", "99.0.0",
                               {"requests/__init__.py": b"raise SystemExit('not PyPI requests')\n"},
                               tag="py3-none-any")
     mirror.write_project_page(root / "simple", "requests", [fake])
-    return url
+    with IndexServer(IndexFiles.from_mirror(root / "simple")) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +174,8 @@ def test_image_installs_only_the_lock(rendered):
                 assert re.search(r"--locked\b|--frozen\b", arguments), f"{name}: {command}"
                 syncs += 1
             if "micromamba install" in command:
-                assert "--file /tmp/environment.yml" in command, f"{name}: {command}"
+                assert re.search(r'--file "\$lock"$', command), f"{name}: {command}"
+                assert 'lock="/tmp/conda-${platform:-$TARGETARCH}.lock"' in command, name
         assert syncs >= 2, name
 
 
@@ -257,7 +264,8 @@ SECRETS = [
     "src/{pkg}/__pycache__/cli.cpython-311.pyc", "src/{pkg}/stale.pyc",
     "src/{pkg}/.pytest_cache/README.md", "src/{pkg}.egg-info/PKG-INFO",
 ]
-NEEDED = ["pyproject.toml", "uv.lock", "environment.yml", "README.md",
+NEEDED = ["pyproject.toml", "uv.lock", "environment.yml", "README.md", "conda-linux-64.lock",
+          "conda-linux-aarch64.lock",
           "src/{pkg}/__init__.py", "src/{pkg}/__main__.py", "src/{pkg}/cli.py",
           "src/{pkg}/doctor.py", "src/{pkg}/sub/module.py", "src/{pkg}/data/vocab.json"]
 
@@ -278,7 +286,8 @@ def test_build_context_keeps_secrets_and_junk_out(tmp_path):
     assert not missing, f"left out of the build context: {missing}"
     # Everything sent is one of the allow-listed files or lives under src/.
     extra = sorted(f for f in sent if not f.startswith("src/") and f not in {
-        "pyproject.toml", "uv.lock", "environment.yml", "README.md"})
+        "pyproject.toml", "uv.lock", "environment.yml", "README.md", "conda-linux-64.lock",
+        "conda-linux-aarch64.lock"})
     assert not extra, extra
     # Whatever the Dockerfile copies or bind-mounts from the context is in it.
     for instruction in dockerfile.parse_file(str(project / "Dockerfile")):
@@ -291,8 +300,8 @@ def test_build_context_keeps_secrets_and_junk_out(tmp_path):
                               if "=" in p).get("source", ".")
                 sources.append(source)
         for source in sources:
-            present = source == "." or source in sent or any(
-                f.startswith(source + "/") for f in sent)
+            present = source == "." or any(
+                fnmatch(f, source) or f.startswith(source + "/") for f in sent)
             assert present, f"{instruction.original}: {source} is not in the build context"
 
 
@@ -307,7 +316,7 @@ def test_build_context_keeps_secrets_and_junk_out(tmp_path):
 ])
 def test_a_url_with_credentials_is_refused_without_echoing_them(tmp_path, url):
     destination = tmp_path / "project"
-    with pytest.raises(ValueError, match="torch_index_url must not carry credentials") as refusal:
+    with pytest.raises(ValueError, match="torch_index_url': must not hold credentials") as refusal:
         render(destination, answers_for("default", torch_index_url=url))
     assert "secret" not in str(refusal.value)
     assert f"{INDEX_ENV}_USERNAME" in str(refusal.value)

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from tests.support.compat import tomllib
-from tests.support.render import answers_for, local_answers, render
+from tests.support.render import CATALOGUE, answers_for, local_answers, render
 
-EMBEDDED_STORES = ["chromadb", "qdrant", "lancedb", "faiss"]
-STORE_MODULES = {"chromadb": "chroma_store", "qdrant": "qdrant_store", "lancedb": "lance_store",
-                 "faiss": "faiss_store"}
+STORE_MODULES = {name: store["module"] for name, store in CATALOGUE["stores"].items()
+                 if "module" in store}
+EMBEDDED_STORES = list(STORE_MODULES)
 SHARED_MODULES = ["store", "search", "settings", "embeddings"]
 DOCS = {
     "cats.txt": "Cats purr, nap in the sun and chase mice around the garden.",
@@ -45,6 +45,11 @@ def synced_project(root: Path, answers: dict) -> Path:
     return project
 
 
+def app_stderr(result: subprocess.CompletedProcess) -> list[str]:
+    """The program's own error lines, without uv's warnings about the calling environment."""
+    return [line for line in result.stderr.splitlines() if not line.startswith("warning: ")]
+
+
 def package_of(project: Path) -> str:
     (package,) = [p.name for p in (project / "src").iterdir() if p.is_dir()]
     return package
@@ -62,6 +67,13 @@ def assert_generated_tests_pass(project: Path) -> None:
     result = run(project, "uv", "run", "--locked", "pytest", "-q", "-p", "no:cacheprovider")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "failed" not in result.stdout
+
+
+def assert_types_check(project: Path) -> None:
+    """mypy over src and tests, as `make lint` and the generated CI run it."""
+    result = run(project, "uv", "run", "--locked", "mypy")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert result.stdout.startswith("Success: no issues found")
 
 
 def assert_doctor_reports_cpu_only(project: Path, store: str) -> str:
@@ -129,6 +141,26 @@ def test_generated_tests_pass_against_the_real_store(store_project):
 
 
 @pytest.mark.slow
+def test_the_readme_search_commands_run_as_written(store_project, tmp_path):
+    _, project = store_project
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Search your documents"):]
+    start = section.index("```sh\n") + len("```sh\n")
+    block = section[start:section.index("\n```", start)]
+    assert "ingest" in block and "query" in block, block
+    env = {f"{package_of(project).upper()}_DATA_DIR": str(tmp_path / "data")}
+    result = run(project, "bash", "-euo", "pipefail", "-c", block, env=env)
+    assert result.returncode == 0, block + "\n" + result.stdout + result.stderr
+    assert "ingested 1 files" in result.stdout and "cats.txt" in result.stdout
+
+
+@pytest.mark.slow
+def test_mypy_finds_no_errors(store_project):
+    _, project = store_project
+    assert_types_check(project)
+
+
+@pytest.mark.slow
 def test_doctor_passes_and_names_the_store(store_project):
     store, project = store_project
     assert "torch         not installed" in assert_doctor_reports_cpu_only(project, store)
@@ -157,6 +189,35 @@ def test_default_project_tests_pass_without_downloading_a_model(default_project)
 
 
 @pytest.mark.slow
+def test_default_project_mypy_finds_no_errors(default_project):
+    assert_types_check(default_project)
+
+
+@pytest.mark.slow
+def test_default_project_without_the_model_names_the_offline_embedder(default_project, tmp_path):
+    """The model cannot be downloaded (HF_HUB_OFFLINE): one line, no traceback, nothing created."""
+    prefix = package_of(default_project).upper()
+    env = {f"{prefix}_DATA_DIR": str(tmp_path / "data")}
+    script = slug_of(default_project)
+    ingest = run(default_project, "uv", "run", "--locked", script, "ingest",
+                 str(write_docs(tmp_path / "docs")), env=env)
+    assert ingest.returncode == 1, ingest.stdout + ingest.stderr
+    (line,) = app_stderr(ingest)
+    assert f"{prefix}_EMBEDDER=hashing" in line
+    assert not (tmp_path / "data").exists()
+    # With a store in place, a query fails the same way and leaves the store as it was.
+    hashing = {**env, f"{prefix}_EMBEDDER": "hashing"}
+    assert run(default_project, "uv", "run", "--locked", script, "ingest",
+               str(tmp_path / "docs"), env=hashing).returncode == 0
+    before = sorted(path.name for path in (tmp_path / "data").rglob("*"))
+    query = run(default_project, "uv", "run", "--locked", script, "query", "cats", env=env)
+    assert query.returncode == 1, query.stdout + query.stderr
+    (line,) = app_stderr(query)
+    assert f"{prefix}_EMBEDDER=hashing" in line
+    assert sorted(path.name for path in (tmp_path / "data").rglob("*")) == before
+
+
+@pytest.mark.slow
 def test_default_project_doctor_sees_a_cpu_torch(default_project):
     assert "CPU-only build" in assert_doctor_reports_cpu_only(default_project, "chromadb")
 
@@ -180,7 +241,7 @@ def storeless_project(tmp_path_factory) -> Path:
 def test_no_store_means_no_store_modules_or_store_tests(storeless_project):
     package = storeless_project / "src" / "bare_service"
     assert {path.name for path in package.glob("*.py")} == {
-        "__init__.py", "__main__.py", "cli.py", "doctor.py"}
+        "__init__.py", "__main__.py", "cli.py", "doctor.py", "layers.py"}
     tests = {path.name for path in (storeless_project / "tests").glob("*.py")}
     assert "test_doctor.py" in tests
     assert not tests & {"test_store.py", "test_embeddings.py", "test_cli.py"}

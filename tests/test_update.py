@@ -214,6 +214,28 @@ def test_pyproject_conflict_leaves_markers_there_and_none_in_the_lock(edited_v1,
     assert_user_edits_kept(project)
 
 
+def test_a_rejected_pyproject_hunk_stops_the_relock(edited_v1, tmp_path, capfd):
+    """With --conflict rej, the user's side waits in pyproject.toml.rej: locking now would lock
+    without it, so the hook keeps the old lock and says what to do."""
+    project = clone(edited_v1, tmp_path / "project")
+    replace_once(project / "pyproject.toml", PYTEST_V1, '"pytest>=8.2",')
+    assert uv(project, "lock").returncode == 0
+    commit_all(project, "Require a newer pytest")
+    before = (project / "uv.lock").read_bytes()
+    capfd.readouterr()
+
+    update_api(project, tmp_path / "hook.log", conflict="rej")
+
+    assert (project / "pyproject.toml.rej").exists()
+    assert (project / "uv.lock").read_bytes() == before
+    assert dev_specifiers(project)["pytest"] == ">=8.2"  # still the user's lock
+    assert log_lines(tmp_path / "hook.log") == [f"update {project.resolve()}"]
+    out, err = capfd.readouterr()
+    assert "pyproject.toml.rej holds edits of yours" in out
+    assert "uv lock   (after applying pyproject.toml.rej and deleting it)" in out
+    assert "*.rej" in err
+
+
 def test_a_lock_committed_with_conflict_markers_is_rebuilt(edited_v1, tmp_path, capfd):
     """Markers the user committed in uv.lock (say, from a git merge) never survive an update."""
     project = clone(edited_v1, tmp_path / "project")

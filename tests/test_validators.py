@@ -3,34 +3,57 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
-from tests.support.render import answers_for, render
+from tests.support.render import ROOT, answers_for, render
 
+# Columns of the terminal the questions are checked against.
+WIDTH = 80
+
+# The question, a bad answer, and the rule Copier must show first for it.
 REFUSALS = [
-    ("project_name", "   ", "project_name must not be empty"),
-    ("project_slug", "My_Service", "project_slug must be a PEP 503 normalised name"),
-    ("project_slug", "-svc", "project_slug must be a PEP 503 normalised name"),
-    ("package_name", "2fast", "package_name must be a Python identifier"),
-    ("package_name", "my-pkg", "package_name must be a Python identifier"),
-    ("package_name", "class", "package_name must not be a Python keyword"),
-    ("package_name", "json", 'package_name must not shadow the standard-library module "json"'),
-    ("package_name", "torch", 'package_name must not shadow the library module "torch"'),
-    ("package_name", "chromadb", 'package_name must not shadow the library module "chromadb"'),
-    ("torch_index_url", "ftp://mirror/simple", "torch_index_url must be an http://, https://"),
-    ("torch_index_url", "https://host/a b", "torch_index_url must be an http://, https://"),
-    ("torch_index_url", 'https://host/"x"', "torch_index_url must not contain quotes"),
-    ("torch_index_url", "https://user:token@host/simple", "must not carry credentials"),
-    ("lock_platforms", [], "lock_platforms must name at least one platform"),
+    ("project_name", "   ", "must not be empty"),
+    ("project_slug", "My_Service", "use a-z, 0-9 and single hyphens"),
+    ("project_slug", "-svc", "use a-z, 0-9 and single hyphens"),
+    ("project_slug", "a" * 49, "must be at most 48 characters"),
+    ("package_name", "2fast", "use a-z, 0-9 and _, from a-z"),
+    ("package_name", "my-pkg", "use a-z, 0-9 and _, from a-z"),
+    ("package_name", "class", "must not be a Python keyword"),
+    ("package_name", "json", "must not shadow a stdlib module"),
+    ("package_name", "torch", "must not shadow a library"),
+    ("package_name", "chromadb", "must not shadow a library"),
+    ("package_name", "a" * 33, "must be at most 32 characters"),
+    ("torch_index_url", "ftp://mirror/simple", "must be http(s):// or file:///"),
+    ("torch_index_url", "https://host/a b", "must be http(s):// or file:///"),
+    ("torch_index_url", 'https://host/"x"', "must not hold quotes $ # \\ or `"),
+    ("torch_index_url", "https://user:token@host/simple", "must not hold credentials"),
+    ("conda_channel", "file:///srv/channel", "must not be a file:// URL"),
+    ("conda_channel", "conda forge", "must be a name or http(s):// URL"),
+    ("lock_platforms", [], "must name at least one platform"),
 ]
 
 
-@pytest.mark.parametrize(("question", "value", "message"), REFUSALS)
-def test_bad_answer_is_refused_by_name(tmp_path, question, value, message):
+@pytest.mark.parametrize(("question", "value", "rule"), REFUSALS)
+def test_bad_answer_is_refused_by_name_with_the_rule_first(tmp_path, question, value, rule):
+    """Asked interactively, Copier shows one line, cut at the terminal's width: the rule leads."""
     destination = tmp_path / "project"
     with pytest.raises(ValueError, match=f"question '{question}'") as refused:
         render(destination, answers_for("default", **{question: value}))
-    assert message in str(refused.value)
+    first, *details = str(refused.value).splitlines()
+    assert first == f"Validation error for question '{question}': {rule}"
+    assert all(len(line) <= WIDTH for line in [first, *details]), str(refused.value)
     assert not destination.exists()
+
+
+def test_every_help_and_choice_fits_the_terminal():
+    """Copier asks with "🎤 " (3 columns) before the help, and lists choices indented."""
+    questions = {name: q for name, q in yaml.safe_load((ROOT / "copier.yml").read_text()).items()
+                 if isinstance(q, dict) and "help" in q}
+    assert questions
+    for name, question in questions.items():
+        assert len(question["help"]) + 3 <= WIDTH, name
+        for label in question.get("choices", []):
+            assert len(str(label)) + 4 <= WIDTH, (name, label)
 
 
 @pytest.mark.parametrize(("name", "slug", "package"), [
@@ -48,3 +71,9 @@ def test_derived_defaults_are_valid(tmp_path, name, slug, package):
     assert f"project_slug: {slug}\n" in answers
     assert f"package_name: {package}\n" in answers
     assert (project / "src" / package / "__main__.py").exists()
+
+
+def test_project_name_placeholder_reads_as_an_example():
+    """Copier shows a placeholder greyed, like a default; Enter then submits nothing."""
+    question = yaml.safe_load((ROOT / "copier.yml").read_text())["project_name"]
+    assert "default" in question or question["placeholder"].startswith("e.g. ")

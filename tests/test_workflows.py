@@ -165,7 +165,9 @@ def generated_ci(generated) -> dict:
 
 def test_generated_ci_runs_what_a_user_would_check(generated_ci):
     lines = run_lines(generated_ci)
-    for command in ["uv run --locked --only-group dev ruff check .", "uv sync --locked",
+    for command in ["uv run --locked --only-group dev ruff check .",
+                    "uv run --locked --only-group dev ruff format --check .",
+                    "uv run --locked mypy", "uv sync --locked",
                     "uv run pytest", "uv lock --check",
                     "uv run --script scripts/lock_report.py",
                     'docker run --rm "$IMAGE" python -m test_service doctor']:

@@ -7,7 +7,9 @@
 
 For each locked platform it reports the number of distributions, any GPU (CUDA) packages,
 where torch comes from, the download size of the chosen wheels, and whether
-environment.yml pins the same torch minor version as the lock.
+environment.yml pins the same torch minor version as the lock. Then the image's two layers:
+packages and bytes that conda-<platform>.lock installs and that uv installs on top, and the
+overlaps (a Python package both would install, at different versions), which must be none.
 
     uv run --script scripts/lock_report.py [--project DIR] [--platform linux/amd64] [--json]
 
@@ -39,6 +41,8 @@ CONDA_TORCH = "pytorch-cpu"
 TORCH = "torch"
 # Container platform -> the names its machine goes by; the first is Linux's `platform_machine`.
 PLATFORMS = {"linux/amd64": ("x86_64", "amd64"), "linux/arm64": ("aarch64", "arm64", "arm64/v8")}
+# Container platform -> the conda subdir its conda lock is solved for.
+CONDA_SUBDIRS = {"linux/amd64": "linux-64", "linux/arm64": "linux-aarch64"}
 # The image's glibc is not known here, so every manylinux release counts, the newest first.
 GLIBC_MINORS = range(99, 4, -1)
 LEGACY_MANYLINUX = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
@@ -228,6 +232,52 @@ def torch_summary(package: dict, cpu_index: str | None, project: Path) -> dict:
     return {"version": version, "local": local, "source": source, "from_cpu_index": from_cpu}
 
 
+def conda_layer(project: Path, platform: str) -> dict | None:
+    """Packages, bytes and Python distributions of the platform's conda lock; None if absent.
+
+    scripts/conda_lock.py writes `# download-bytes: N` and `# pypi: name==version` headers.
+    """
+    path = project / f"conda-{CONDA_SUBDIRS[platform]}.lock"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    layer = {"lock": path.name, "packages": 0, "download_bytes": None, "provides": {}}
+    for line in lines:
+        if line.startswith("# download-bytes: ") and line.split()[-1].isdigit():
+            layer["download_bytes"] = int(line.split()[-1])
+        elif line.startswith("# pypi: "):
+            name, _, version = line.removeprefix("# pypi: ").partition("==")
+            layer["provides"][name] = version
+        elif line.strip() and not line.startswith(("#", "@")):
+            layer["packages"] += 1
+    return layer
+
+
+def image_layers(project: Path, platform: str, chosen: dict, sizes: dict) -> dict:
+    """What each layer installs: uv skips what conda provides at the locked version."""
+    conda = conda_layer(project, platform)
+    provides = conda["provides"] if conda else {}
+    kept = {
+        name
+        for name, version in chosen.items()
+        if name in provides and Version(version).public == Version(provides[name]).public
+    }
+    overlaps = sorted(
+        f"{name} (conda {provides[name]}, uv {chosen[name]})"
+        for name in (chosen.keys() & provides.keys()) - kept
+    )
+    uv_sizes = [size for name, size in sizes.items() if name not in kept]
+    return {
+        "conda": conda,
+        "uv": {
+            "packages": len(uv_sizes),
+            "download_bytes": sum(size for size in uv_sizes if size is not None),
+        },
+        "overlaps": overlaps,
+    }
+
+
 def platform_report(
     project: Path, lock: dict, pylock: Pylock, platform: str, python: str, cpu_index: str | None
 ) -> dict:
@@ -249,6 +299,9 @@ def platform_report(
         "download_bytes": sum(size for size in sizes.values() if size is not None),
         "unknown_size": sorted(name for name, size in sizes.items() if size is None),
         "in_lock": not supported or any(holds(m, platform, python) for m in supported),
+        "layers": image_layers(
+            project, platform, {p.name: str(p.version) for p, _ in chosen}, sizes
+        ),
     }
 
 
@@ -272,6 +325,10 @@ def find_problems(platforms: dict[str, dict], cpu_index: str | None, pin: str | 
             )
             problems.append(
                 f"{platform}: torch {torch['version']} comes from {torch['source']}, not {wanted}"
+            )
+        for overlap in info["layers"]["overlaps"]:
+            problems.append(
+                f"{platform}: conda and uv would both install {overlap}; run `make lock`"
             )
         if torch and pin and Version(torch["version"]).release[:2] != Version(pin).release:
             problems.append(
@@ -351,7 +408,26 @@ def format_text(report: dict) -> str:
         if info["unknown_size"]:
             unknown = ", ".join(info["unknown_size"])
             notes.append(f"{platform} unknown size (not in total): {unknown}")
+    lines += [
+        "image layers (conda installs its lock; uv skips what conda provides)",
+        f"{'platform':<14}{'conda':>22}{'uv':>22}{'overlaps':>10}",
+    ]
+    for platform, info in report["platforms"].items():
+        layers = info["layers"]
+        conda = layers["conda"]
+        conda_cell = _layer_cell(conda) if conda else "no conda lock"
+        lines.append(
+            f"{platform:<14}{conda_cell:>22}{_layer_cell(layers['uv']):>22}"
+            f"{len(layers['overlaps']):>10}"
+        )
+        if conda is None:
+            notes.append(f"{platform}: no conda-{CONDA_SUBDIRS[platform]}.lock; run `make lock`")
     return "\n".join(lines + notes + [f"problem: {problem}" for problem in report["problems"]])
+
+
+def _layer_cell(layer: dict) -> str:
+    size = layer["download_bytes"]
+    return f"{layer['packages']} pkgs, " + (f"{size / 1e6:.1f} MB" if size is not None else "? MB")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,9 @@ Use:
         server.url
     shared_channel_url()                           # one server per test process
 
+A conda lock records every package's full URL, port included: keep the same server running from
+the lock (copy or `make lock`) to the image build that downloads from it.
+
 Nothing built here is committed: wheels and the channel live under
 ~/.cache/ml-container-template/ (or $MLCT_CACHE_DIR).
 """
@@ -153,7 +156,7 @@ def sha256_of(path: Path) -> str:
 
 @dataclass
 class CondaPackage:
-    """What goes into one `.tar.bz2`: index.json fields and the files (path -> bytes or zip member)."""
+    """One `.tar.bz2`'s index.json fields and files (path -> bytes, or a wheel's zip member)."""
 
     name: str
     version: str
@@ -225,7 +228,7 @@ def from_wheel(wheel: Path, archive: zipfile.ZipFile) -> CondaPackage:
     site = "site-packages" if pure else "lib/python{}.{}/site-packages".format(*PYTHON)
     old_info = next(n.split("/")[0] for n in archive.namelist()
                     if n.endswith(".dist-info/METADATA") and n.count("/") == 1)
-    new_info = f"{old_info.rsplit('-', 1)[0]}-{version}.dist-info"
+    new_info = f"{old_info.removesuffix('.dist-info').rsplit('-', 1)[0]}-{version}.dist-info"
     metadata = email.parser.Parser().parsestr(archive.read(f"{old_info}/METADATA").decode())
     files: dict[str, bytes | tuple[zipfile.ZipFile, str]] = {}
     for member in archive.namelist():

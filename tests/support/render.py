@@ -7,6 +7,8 @@ from pathlib import Path
 import yaml
 from copier import run_copy
 
+from tests.support.conda_channel import shared_channel_url
+
 ROOT = Path(__file__).resolve().parents[2]
 ANSWER_SETS: dict[str, dict] = yaml.safe_load((ROOT / "tests" / "answers.yml").read_text())
 CATALOGUE: dict = yaml.safe_load((ROOT / "catalogue.yml").read_text())
@@ -29,10 +31,11 @@ def render(dst: Path, answers: dict, *, tasks: bool = False) -> Path:
 
 
 def local_answers(mirror_url: str, **overrides) -> dict:
-    """What locks on this machine: Python 3.11, linux/amd64, the local CPU mirror."""
+    """What locks on this machine: Python 3.11, linux/amd64, the local CPU mirror and channel."""
     return {
         "python_version": "3.11",
         "lock_platforms": ["linux/amd64"],
         "torch_index_url": mirror_url,
+        "conda_channel": overrides.pop("conda_channel", None) or shared_channel_url(),
         **overrides,
     }

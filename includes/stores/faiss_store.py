@@ -53,13 +53,17 @@ class FaissStore(VectorStore):
         if self._index is None:
             # IndexIDMap2 keeps our ids next to the vectors, so they can be removed later.
             self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(matrix.shape[1]))
-        self._index.remove_ids(keys)  # replace, not duplicate, documents added before
+        # Replace, not duplicate, documents added before. faiss's Python layer takes an id array;
+        # the wrapped C++ signature that type checkers see takes only an IDSelector.
+        self._index.remove_ids(keys)  # type: ignore[arg-type]
         self._index.add_with_ids(matrix, keys)
         for key, doc in zip(keys.tolist(), documents, strict=True):
             self._documents[str(key)] = {
-                "id": doc.id, "text": doc.text, "metadata": dict(doc.metadata),
+                "id": doc.id,
+                "text": doc.text,
+                "metadata": dict(doc.metadata),
             }
-        self._save()
+        self._save(self._index)
 
     def query(self, vector: Sequence[float], k: int = 5) -> list[Hit]:
         if self._index is None or self._index.ntotal == 0:
@@ -75,16 +79,16 @@ class FaissStore(VectorStore):
         if not ids or self._index is None:
             return
         keys = [faiss_id(doc_id) for doc_id in ids]
-        self._index.remove_ids(np.array(keys, dtype=np.int64))
+        self._index.remove_ids(np.array(keys, dtype=np.int64))  # type: ignore[arg-type]
         for key in keys:
             self._documents.pop(str(key), None)
-        self._save()
+        self._save(self._index)
 
     def count(self) -> int:
         return 0 if self._index is None else self._index.ntotal
 
-    def _save(self) -> None:
+    def _save(self, index: faiss.Index) -> None:
         self._directory.mkdir(parents=True, exist_ok=True)
-        replace_file(self._index_path, lambda path: faiss.write_index(self._index, str(path)))
+        replace_file(self._index_path, lambda path: faiss.write_index(index, str(path)))
         text = json.dumps(self._documents, ensure_ascii=False, indent=1)
         replace_file(self._documents_path, lambda path: path.write_text(text, encoding="utf-8"))

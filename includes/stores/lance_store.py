@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import lancedb
+from lancedb.query import LanceVectorQueryBuilder
+from lancedb.table import Table
 
 from .store import COLLECTION, Document, Hit, VectorStore
 
@@ -20,6 +22,7 @@ class LanceStore(VectorStore):
     def __init__(self, directory: Path, collection: str = COLLECTION) -> None:
         self._db = lancedb.connect(directory)
         self._name = collection
+        self._table: Table | None
         try:
             self._table = self._db.open_table(collection)
         except ValueError:  # not created yet: the first add creates it
@@ -51,11 +54,16 @@ class LanceStore(VectorStore):
     def query(self, vector: Sequence[float], k: int = 5) -> list[Hit]:
         if self._table is None:
             return []
-        rows = self._table.search(list(vector)).distance_type("cosine").limit(k).to_list()
+        search = self._table.search(list(vector), query_type="vector")
+        # A vector query always builds a vector query builder; Table.search's type says less.
+        assert isinstance(search, LanceVectorQueryBuilder)
+        rows = search.distance_type("cosine").limit(k).to_list()
         # LanceDB reports cosine distance; similarity is 1 - distance.
         return [
-            Hit(Document(row["id"], row["text"], json.loads(row["metadata"])),
-                1.0 - row["_distance"])
+            Hit(
+                Document(row["id"], row["text"], json.loads(row["metadata"])),
+                1.0 - row["_distance"],
+            )
             for row in rows
         ]
 

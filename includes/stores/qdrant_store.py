@@ -47,10 +47,12 @@ class QdrantStore(VectorStore):
         response = self._client.query_points(
             self._collection, query=list(vector), limit=k, with_payload=True
         )
-        return [
-            Hit(Document(p.payload["id"], p.payload["text"], p.payload["metadata"]), p.score)
-            for p in response.points
-        ]
+        hits = []
+        for point in response.points:
+            payload = point.payload or {}  # always there: asked for with with_payload
+            document = Document(payload["id"], payload["text"], payload["metadata"])
+            hits.append(Hit(document, point.score))
+        return hits
 
     def delete(self, ids: Sequence[str]) -> None:
         if ids and self._exists():

@@ -1,0 +1,164 @@
+"""Local stand-ins for the generated Dockerfile's base images, under catalogue.yml's exact tags.
+
+No registry is reachable where the tests run, so the generated Dockerfile builds, unmodified,
+FROM these images:
+- uv: `FROM scratch` with /uv and /uvx from uv's musllinux wheel on PyPI at the pinned version,
+  which is what the real ghcr.io/astral-sh/uv image holds.
+- micromamba: a Debian bookworm minbase rootfs (rootfs.py) with the real image's user, prefix,
+  variables, entrypoint and shell, and a labelled micromamba stand-in (micromamba/).
+  Variants at their own tags: `lagging` (conda's Python packages older than the lock) and
+  `cuda` (slips a CUDA package in).
+Each image carries a label with a hash of its inputs and is rebuilt only when they change.
+`ensure()` is safe to call from several processes: a file lock serialises the builds.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.images.rootfs import CACHE, rootfs_key, rootfs_tarball
+from tests.support.docker import build, image_label
+from tests.support.render import CATALOGUE
+
+HERE = Path(__file__).resolve().parent
+INPUTS_LABEL = "org.ml-container-template.stand-in-inputs"
+ROOTFS_TAG = "ml-container-template/debian-rootfs:bookworm-minbase"
+VARIANT_REPOSITORY = "ml-container-template/micromamba-stand-in"
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+@dataclass(frozen=True)
+class StandIns:
+    uv: str
+    micromamba: str
+    lagging: str
+    cuda: str
+
+
+def digest(*parts: bytes | str) -> str:
+    hasher = hashlib.sha256()
+    for part in parts:
+        hasher.update(part.encode() if isinstance(part, str) else part)
+        hasher.update(b"\0")
+    return hasher.hexdigest()[:16]
+
+
+@contextmanager
+def build_lock() -> Iterator[None]:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / "stand-ins.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def engine_machine() -> str:
+    """The engine's CPU architecture as wheel tags spell it (x86_64, aarch64)."""
+    arch = subprocess.run(["docker", "info", "--format", "{{.Architecture}}"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(arch, arch)
+
+
+def pip_command() -> list[str]:
+    """A pip to run: the test venv has none of its own, so fall back to the machine's."""
+    candidates = [[sys.executable, "-m", "pip"]]
+    candidates += [[exe] for exe in (shutil.which("pip3"), shutil.which("pip")) if exe]
+    for candidate in candidates:
+        if subprocess.run([*candidate, "--version"], capture_output=True).returncode == 0:
+            return candidate
+    raise RuntimeError("no pip to download uv's wheel with")
+
+
+def uv_wheel(version: str, machine: str) -> Path:
+    """uv's musllinux wheel from PyPI (static binaries), cached."""
+    folder = CACHE / f"uv-{version}-musllinux-{machine}"
+    wheels = sorted(folder.glob("uv-*.whl"))
+    if not wheels:
+        subprocess.run(
+            [*pip_command(), "download", f"uv=={version}", "--no-deps", "--only-binary=:all:",
+             "--platform", f"musllinux_1_1_{machine}", "--dest", str(folder), "--quiet"],
+            check=True, capture_output=True,
+        )
+        wheels = sorted(folder.glob("uv-*.whl"))
+    return wheels[0]
+
+
+def ensure_uv(tag: str) -> None:
+    version = tag.rsplit(":", 1)[1]
+    machine = engine_machine()
+    wheel = uv_wheel(version, machine)
+    dockerfile = "FROM scratch\nCOPY uv uvx /\n"
+    inputs = digest(dockerfile, wheel.read_bytes())
+    if image_label(tag, INPUTS_LABEL) == inputs:
+        return
+    with tempfile.TemporaryDirectory() as work:
+        context = Path(work)
+        (context / "Dockerfile").write_text(dockerfile)
+        with zipfile.ZipFile(wheel) as archive:
+            for name in archive.namelist():
+                if name.endswith(".data/scripts/uv") or name.endswith(".data/scripts/uvx"):
+                    target = context / Path(name).name
+                    target.write_bytes(archive.read(name))
+                    target.chmod(0o755)
+        assert (context / "uv").exists() and (context / "uvx").exists(), f"no uv in {wheel}"
+        result = build(context, tag, labels={INPUTS_LABEL: inputs}, network="none")
+        assert result.returncode == 0, result.log
+
+
+def ensure_rootfs() -> None:
+    key = rootfs_key()
+    if image_label(ROOTFS_TAG, INPUTS_LABEL) == key:
+        return
+    subprocess.run(["docker", "import", "--change", f"LABEL {INPUTS_LABEL}={key}",
+                    str(rootfs_tarball()), ROOTFS_TAG], check=True, capture_output=True)
+
+
+def ensure_micromamba(tags: dict[str, str]) -> None:
+    """Build each target of micromamba/Dockerfile ({"plain": tag, "lagging": tag, ...})."""
+    ensure_rootfs()
+    files = sorted(path for path in (HERE / "micromamba").iterdir() if path.is_file())
+    base_inputs = digest(rootfs_key(), HOST_CA_BUNDLE.read_bytes(),
+                         *(f"{p.name}:{p.stat().st_mode & 0o111}" for p in files),
+                         *(p.read_bytes() for p in files))
+    for target, tag in tags.items():
+        inputs = digest(base_inputs, target)
+        if image_label(tag, INPUTS_LABEL) == inputs:
+            continue
+        with tempfile.TemporaryDirectory() as work:
+            context = Path(work) / "context"
+            shutil.copytree(HERE / "micromamba", context)
+            shutil.copyfile(HOST_CA_BUNDLE, context / "host-ca-certificates.crt")
+            result = build(context, tag, build_args={"ROOTFS": ROOTFS_TAG}, target=target,
+                           labels={INPUTS_LABEL: inputs}, network="none")
+        assert result.returncode == 0, result.log
+
+
+def ensure() -> StandIns:
+    """Every stand-in, built when missing or stale; returns their tags."""
+    micromamba_tag = CATALOGUE["images"]["micromamba"]
+    version = micromamba_tag.rsplit(":", 1)[1]
+    stand_ins = StandIns(
+        uv=CATALOGUE["images"]["uv"],
+        micromamba=micromamba_tag,
+        lagging=f"{VARIANT_REPOSITORY}:{version}-lagging",
+        cuda=f"{VARIANT_REPOSITORY}:{version}-cuda",
+    )
+    with build_lock():
+        ensure_uv(stand_ins.uv)
+        ensure_micromamba({"plain": stand_ins.micromamba, "lagging": stand_ins.lagging,
+                           "cuda": stand_ins.cuda})
+    return stand_ins
+
+
+if __name__ == "__main__":
+    print(json.dumps(ensure().__dict__, indent=2))

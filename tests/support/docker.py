@@ -1,0 +1,111 @@
+"""The Docker engine as the tests use it: is one there, build with BuildKit, run containers.
+
+Builds use `--network host` (the engine here has no bridge; uv in the build reaches PyPI and
+loopback indexes as the host does) and containers run with `--network none`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+START_HINT = "start one with `bash .ci/docker-engine start`"
+
+
+def engine_answers() -> bool:
+    """True when a Docker engine answers and the buildx plugin (BuildKit) is there."""
+    try:
+        for probe in (["docker", "info"], ["docker", "buildx", "version"]):
+            subprocess.run(probe, capture_output=True, check=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return True
+
+
+def require_engine() -> None:
+    """Skip without an engine; under CI=true fail instead, since image tests must run there."""
+    if engine_answers():
+        return
+    message = f"no Docker engine with buildx answers: {START_HINT}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true requires the image tests: {message}", pytrace=False)
+    pytest.skip(message)
+
+
+@dataclass
+class Build:
+    """A finished `docker buildx build`: its exit code and BuildKit's plain progress log."""
+
+    returncode: int
+    log: str
+
+    def step_ids(self, needle: str) -> list[str]:
+        """The progress ids (`#12`) of the steps whose instruction line contains `needle`."""
+        return sorted({m.group(1) for m in re.finditer(r"^(#\d+) \[[^\]]*\] (.*)$", self.log, re.M)
+                       if needle in m.group(2)})
+
+    def cached(self, needle: str) -> bool:
+        """Whether the step whose instruction contains `needle` was taken from the cache."""
+        ids = self.step_ids(needle)
+        assert len(ids) == 1, f"expected one step matching {needle!r}, found {ids}:\n{self.log}"
+        return re.search(rf"^{ids[0]} CACHED$", self.log, re.M) is not None
+
+
+def build(context: Path, tag: str, *, build_args: dict[str, str] | None = None,
+          target: str | None = None, labels: dict[str, str] | None = None,
+          network: str = "host", timeout: float = 1800) -> Build:
+    """Build `context` (its own Dockerfile, unmodified) into the engine's images as `tag`."""
+    command = ["docker", "buildx", "build", "--progress=plain", f"--network={network}",
+               "--load", "--tag", tag]
+    for key, value in (build_args or {}).items():
+        command += ["--build-arg", f"{key}={value}"]
+    for key, value in (labels or {}).items():
+        command += ["--label", f"{key}={value}"]
+    if target:
+        command += ["--target", target]
+    result = subprocess.run([*command, str(context)], capture_output=True, text=True,
+                            timeout=timeout, check=False)
+    return Build(result.returncode, result.stdout + result.stderr)
+
+
+def run(image: str, *args: str, volumes: tuple[str, ...] = (), env: dict[str, str] | None = None,
+        entrypoint: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`docker run --rm --network none image args...`, output captured as text."""
+    command = ["docker", "run", "--rm", "--network", "none"]
+    for volume in volumes:
+        command += ["--volume", volume]
+    for key, value in (env or {}).items():
+        command += ["--env", f"{key}={value}"]
+    if entrypoint is not None:
+        command += ["--entrypoint", entrypoint]
+    return subprocess.run([*command, image, *args], capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def image_label(tag: str, key: str) -> str | None:
+    """A label of a local image, or None when the image or the label is absent."""
+    result = subprocess.run(
+        ["docker", "image", "inspect", "--format", f'{{{{ index .Config.Labels "{key}" }}}}', tag],
+        capture_output=True, text=True, check=False,
+    )
+    value = result.stdout.strip()
+    return value if result.returncode == 0 and value not in ("", "<no value>") else None
+
+
+def image_config(tag: str, field: str) -> str:
+    """One field of an image's config (`User`, `Entrypoint`, ...), as Go's template prints it."""
+    return subprocess.run(
+        ["docker", "image", "inspect", "--format", f"{{{{ json .Config.{field} }}}}", tag],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+
+
+def remove_images(*tags: str) -> None:
+    """Untag and delete, in the background: deleting gigabytes of layers takes a minute."""
+    subprocess.Popen(["docker", "image", "rm", "--force", *tags], stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True)

@@ -1,0 +1,301 @@
+"""The generated Dockerfile, built unmodified by the real Docker engine, and its images run.
+
+Base images are the stand-ins of tests/images/ under catalogue.yml's exact tags; the conda
+layer comes from a local channel served on loopback, the torch index from the local mirror
+served on loopback, everything else from PyPI. Builds are shared between tests per module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.images import standins
+from tests.support import conda_channel, docker
+from tests.support.render import answers_for, local_answers, render
+
+PROJECTS = {
+    "defaults": {},
+    "uv-qdrant": {"torch_installer": "uv", "vector_store": "qdrant"},
+    "no-torch": {"ml_libraries": [], "vector_store": "none"},
+}
+# Files that .dockerignore must keep out of the build context, and so out of the image.
+PROBES = (".env", ".git/probe-git.txt", "data/probe-data.txt", "src/{pkg}/.env")
+DEPENDENCY_STEP = "--no-install-project"
+PROJECT_STEP = "--no-editable"
+GUARD_STEP = '"doctor"]'
+
+# Run inside an image: what a user would look for, as JSON.
+INSPECT = r"""
+import json, os, shutil, sys
+probes = {".env", "probe-git.txt", "probe-data.txt"}
+found, sources = [], []
+for root, dirs, files in os.walk("/"):
+    dirs[:] = [d for d in dirs if os.path.join(root, d) not in ("/proc", "/sys", "/dev")]
+    found += [os.path.join(root, f) for f in files if f in probes or f in ("uv", "uvx")]
+    if root.endswith("/src/" + sys.argv[1]):
+        sources.append(root)
+print(json.dumps({"uid": os.getuid(), "found": found, "sources": sources,
+                  "uv": shutil.which("uv"), "app": os.listdir("/app")}))
+"""
+
+# Run inside an image: every distribution in the prefix, with its metadata folders and installers.
+OWNERS = r"""
+import json, pathlib, re
+prefix = pathlib.Path("/opt/conda")
+norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()
+dists = {}
+for folder in prefix.glob("lib/python3*/site-packages/*.*-info"):
+    installer = folder / "INSTALLER"
+    who = installer.read_text().strip() if installer.exists() else None
+    dists.setdefault(norm(folder.name.split("-")[0]), []).append([folder.name, who])
+conda = {}
+for record in prefix.glob("conda-meta/*.json"):
+    for file in json.loads(record.read_text())["files"]:
+        parts = pathlib.PurePath(file).parts
+        if len(parts) > 2 and parts[-2].endswith(".dist-info") and parts[-3] == "site-packages":
+            conda[norm(parts[-2].split("-")[0])] = record.name
+print(json.dumps({"dists": dists, "conda": conda}))
+"""
+
+
+@dataclass
+class Built:
+    project: Path
+    package: str
+    tag: str
+    build: docker.Build
+
+    def run(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
+        return docker.run(self.tag, *args, **kwargs)
+
+
+class Images:
+    """Projects rendered, locked and built once per module, on first use."""
+
+    def __init__(self, root: Path, index_url: str, channel_url: str) -> None:
+        self.root, self.index_url, self.channel_url = root, index_url, channel_url
+        self.built: dict[str, Built] = {}
+        self.tags: list[str] = []
+
+    def project(self, name: str) -> Path:
+        """Render `name`, locked by its hook (uv.lock and the conda lock); plant the probes."""
+        overrides = {"conda_channel": self.channel_url, **PROJECTS[name]}
+        answers = answers_for("default", **local_answers(self.index_url, **overrides))
+        project = render(self.root / name / "project", answers, tasks=True)
+        for lock in ("uv.lock", "conda-linux-64.lock"):
+            assert (project / lock).exists(), f"{name}: the hook wrote no {lock}"
+        package = next((project / "src").iterdir()).name
+        for probe in PROBES:
+            path = project / probe.format(pkg=package)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("PROBE=must-not-reach-the-image\n")
+        return project
+
+    def build(self, project: Path, tag: str, **build_args: str) -> docker.Build:
+        self.tags.append(tag)
+        return docker.build(project, tag, build_args=build_args)
+
+    def get(self, name: str) -> Built:
+        if name not in self.built:
+            project = self.project(name)
+            tag = f"ml-container-template-test/{name}:{uuid.uuid4().hex[:8]}"
+            result = self.build(project, tag)
+            assert result.returncode == 0, f"{name}: build failed\n{result.log[-6000:]}"
+            package = next((project / "src").iterdir()).name
+            self.built[name] = Built(project, package, tag, result)
+        return self.built[name]
+
+
+@pytest.fixture(scope="module")
+def stand_ins() -> standins.StandIns:
+    docker.require_engine()
+    return standins.ensure()
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory, http_mirror_url, stand_ins) -> Iterator[Images]:
+    with conda_channel.ChannelServer(conda_channel.build_channel()) as channel:
+        built = Images(tmp_path_factory.mktemp("images"), http_mirror_url, channel.url)
+        yield built
+    docker.remove_images(*built.tags)
+
+
+# --------------------------------------------------------------------------- without an engine
+
+
+def test_the_dockerfile_needs_no_frontend_image_from_a_registry(tmp_path):
+    """A `# syntax=` directive makes BuildKit pull a frontend before any step runs."""
+    project = render(tmp_path / "project", answers_for("default"))
+    for line in (project / "Dockerfile").read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        assert not re.match(r"#\s*syntax\s*=", line, re.I), line
+
+
+def test_without_an_engine_image_tests_fail_under_ci_and_skip_elsewhere(monkeypatch, tmp_path):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true requires the image tests"):
+        docker.require_engine()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match=r"`bash \.ci/docker-engine start`"):
+        docker.require_engine()
+
+
+@pytest.mark.parametrize("installer", ["uv", "conda"])
+def test_a_host_folder_index_is_refused_where_the_image_build_needs_it(tmp_path, installer):
+    url = "file:///srv/mirror/simple"
+    destination = tmp_path / "project"
+    answers = answers_for("default", torch_installer=installer, torch_index_url=url)
+    if installer == "conda":  # uv skips conda's torch in the image: only the lock reads the URL
+        render(destination, answers)
+        return
+    with pytest.raises(ValueError) as refusal:
+        render(destination, answers)
+    message = str(refusal.value).split(": ", 1)[1]
+    assert message.startswith("torch_index_url must be http(s):// when torch_installer is uv")
+    assert "python -m http.server" in message and "torch_installer=conda" in message
+    assert all(len(line) < 80 for line in message.splitlines()), message
+    assert not destination.exists()
+
+
+# --------------------------------------------------------------------------- every project
+
+
+@pytest.mark.parametrize("name", sorted(PROJECTS))
+@pytest.mark.slow
+@pytest.mark.image
+def test_the_image_runs_its_report_and_passes_the_doctor(images, name):
+    built = images.get(name)
+    report = built.run()
+    assert report.returncode == 0, report.stderr
+    assert "python" in report.stdout and "GPU packages  none" in report.stdout, report.stdout
+    doctor = built.run("python", "-m", built.package, "doctor")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert "CPU-only: yes" in doctor.stdout
+    assert docker.image_config(built.tag, "User") == '"57439:57439"'
+
+
+@pytest.mark.parametrize("name", sorted(PROJECTS))
+@pytest.mark.slow
+@pytest.mark.image
+def test_the_image_holds_no_uv_no_source_and_no_probe(images, name):
+    built = images.get(name)
+    result = built.run("python", "-c", INSPECT, built.package)
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    assert seen["uid"] == 57439
+    assert seen["uv"] is None and not [f for f in seen["found"] if f.endswith(("/uv", "/uvx"))]
+    assert seen["sources"] == [] and seen["app"] == [], seen
+    assert not [f for f in seen["found"] if not f.endswith(("/uv", "/uvx"))], seen["found"]
+
+
+@pytest.mark.parametrize("name", sorted(PROJECTS))
+@pytest.mark.slow
+@pytest.mark.image
+def test_every_distribution_in_the_prefix_has_one_installer(images, name):
+    built = images.get(name)
+    result = built.run("python", "-c", OWNERS)
+    assert result.returncode == 0, result.stderr
+    owners = json.loads(result.stdout)
+    twice = {n: folders for n, folders in owners["dists"].items() if len(folders) != 1}
+    assert not twice, f"more than one metadata folder: {twice}"
+    for dist, [[folder, installer]] in owners["dists"].items():
+        expected = "conda" if dist in owners["conda"] else "uv"
+        assert installer == expected, f"{folder} was installed by {installer}, not {expected}"
+    assert set(owners["conda"]) <= set(owners["dists"]), "conda-meta lists missing packages"
+
+
+# --------------------------------------------------------------------------- the defaults
+
+
+def edited_copy(images: Images, source: Path, name: str) -> Path:
+    copy = images.root / name
+    shutil.copytree(source, copy, symlinks=True)
+    return copy
+
+
+@pytest.mark.slow
+@pytest.mark.image
+def test_a_source_edit_reuses_the_dependency_layer_and_a_dependency_change_does_not(images):
+    built = images.get("defaults")
+    edited = edited_copy(images, built.project, "source-edit")
+    cli = edited / "src" / built.package / "cli.py"
+    cli.write_text(cli.read_text() + "# A source-only edit.\n")
+    rebuild = images.build(edited, f"{built.tag}-source-edit")
+    assert rebuild.returncode == 0, rebuild.log[-4000:]
+    assert rebuild.cached(DEPENDENCY_STEP), rebuild.log
+    assert not rebuild.cached(PROJECT_STEP), rebuild.log
+
+    changed = edited_copy(images, built.project, "dependency-change")
+    pyproject = changed / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace(
+        "dependencies = [\n", 'dependencies = [\n    "six>=1.16",\n', 1))
+    lock = subprocess.run(["uv", "lock"], cwd=changed, capture_output=True, text=True,
+                          env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"}, check=False)
+    assert lock.returncode == 0, lock.stderr
+    rebuild = images.build(changed, f"{built.tag}-dependency-change")
+    assert rebuild.returncode == 0, rebuild.log[-4000:]
+    assert not rebuild.cached(DEPENDENCY_STEP), rebuild.log
+
+
+@pytest.mark.slow
+@pytest.mark.image
+def test_ingest_then_query_on_a_named_volume_survive_into_a_new_container(images, tmp_path):
+    built = images.get("defaults")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "cats.txt").write_text("Cats purr when they are content.\n")
+    (docs / "dogs.md").write_text("Dogs wag their tails when happy.\n")
+    for path in (docs, *docs.iterdir()):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    volume = f"ml-container-template-test-{uuid.uuid4().hex[:8]}"
+    env = {f"{built.package.upper()}_EMBEDDER": "hashing"}
+    data = f"{volume}:/home/mambauser/data"
+    try:
+        ingest = built.run("python", "-m", built.package, "ingest", "/docs", env=env,
+                           volumes=(data, f"{docs}:/docs:ro"))
+        assert ingest.returncode == 0, ingest.stdout + ingest.stderr
+        assert "ingested 2 files" in ingest.stdout
+        query = built.run("python", "-m", built.package, "query", "why do cats purr", "-k", "1",
+                          env=env, volumes=(data,))
+        assert query.returncode == 0, query.stdout + query.stderr
+        assert "cats.txt" in query.stdout and "dogs.md" not in query.stdout
+    finally:
+        subprocess.run(["docker", "volume", "rm", "--force", volume], capture_output=True)
+
+
+def failed_at_the_guard(build: docker.Build) -> bool:
+    [guard] = build.step_ids(GUARD_STEP)
+    return build.returncode != 0 and f"\n{guard} ERROR" in build.log
+
+
+@pytest.mark.slow
+@pytest.mark.image
+def test_a_cuda_package_in_the_conda_layer_fails_the_build_at_the_guard(images, stand_ins):
+    built = images.get("defaults")
+    result = images.build(built.project, f"{built.tag}-cuda", MICROMAMBA_IMAGE=stand_ins.cuda)
+    assert failed_at_the_guard(result), result.log[-4000:]
+    assert "GPU-only distribution installed: nvidia-cublas-cu12" in result.log
+
+
+@pytest.mark.slow
+@pytest.mark.image
+def test_a_conda_layer_lagging_uv_lock_fails_the_build_at_the_guard(images, stand_ins):
+    built = images.get("defaults")
+    result = images.build(built.project, f"{built.tag}-lagging",
+                          MICROMAMBA_IMAGE=stand_ins.lagging)
+    assert failed_at_the_guard(result), result.log[-4000:]
+    for name in conda_channel.LAGGING:
+        assert f"problem: {name} has two owners: conda installed {name}" in result.log, name
+    assert "make lock" in result.log

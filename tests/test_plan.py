@@ -1,0 +1,103 @@
+"""The plan itself: what `includes/plan.jinja` derives from representative answers.
+
+Rendered as Copier renders it (the same include, a sandboxed Jinja environment with the same
+filter extension), so these tests exercise the template's own logic, not a copy of it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from jinja2 import FileSystemLoader
+from jinja2.sandbox import SandboxedEnvironment
+
+from tests.support.render import CATALOGUE, ROOT
+
+NEWEST, WITH_TORCHAUDIO = CATALOGUE["torch_releases"][:2]
+DEFAULTS = {
+    "package_name": "my_app",
+    "python_version": "3.12",
+    "ml_libraries": ["torch", "sentence-transformers"],
+    "vector_store": "chromadb",
+    "torch_installer": "conda",
+    "lock_platforms": ["linux/amd64", "linux/arm64"],
+}
+ENV = SandboxedEnvironment(loader=FileSystemLoader(ROOT),
+                           extensions=["jinja2_ansible_filters.AnsibleCoreFiltersExtension"])
+
+
+def plan(**answers) -> dict:
+    context = {"catalogue": CATALOGUE, **DEFAULTS, **answers}
+    return json.loads(ENV.get_template("includes/plan.jinja").render(context))
+
+
+def test_default_answers():
+    result = plan()
+    assert result["dependencies"] == [
+        f"torch=={NEWEST['torch']}", "sentence-transformers>=6.2,<7", "chromadb>=1.5,<2"]
+    assert result["conda_specs"] == ["python=3.12.*", f"pytorch-cpu={NEWEST['torch']}"]
+    assert result["conda_owned"] == ["torch"]
+    assert result["torch_needed"] and result["sentence_transformers"]
+    assert result["store"] == {"module": "chroma_store", "class": "ChromaStore"}
+    assert result["env_prefix"] == "MY_APP_"
+    assert result["environments"] == [CATALOGUE["platforms"]["linux/amd64"],
+                                      CATALOGUE["platforms"]["linux/arm64"]]
+
+
+@pytest.mark.parametrize("installer", ["conda", "uv"])
+def test_torchaudio_moves_the_whole_family_to_its_release_line(installer):
+    result = plan(ml_libraries=["torchvision", "torchaudio"], torch_installer=installer)
+    assert result["dependencies"][:3] == [f"torch=={WITH_TORCHAUDIO['torch']}",
+                                          f"torchvision=={WITH_TORCHAUDIO['torchvision']}",
+                                          f"torchaudio=={WITH_TORCHAUDIO['torchaudio']}"]
+    if installer == "conda":
+        assert result["conda_specs"][1:] == [
+            f"pytorch-cpu={WITH_TORCHAUDIO['torch']}",
+            f"torchvision={WITH_TORCHAUDIO['torchvision']}=cpu*",
+            f"torchaudio={WITH_TORCHAUDIO['torchaudio']}=cpu*"]
+        assert result["conda_owned"] == ["torch", "torchvision", "torchaudio"]
+    else:
+        assert result["conda_specs"] == ["python=3.12.*"]
+        assert result["conda_owned"] == []
+
+
+def test_a_library_that_pulls_torch_adds_it_first():
+    """uv routes only direct dependencies to the CPU index, so torch must be one."""
+    result = plan(ml_libraries=["sentence-transformers"], torch_installer="uv")
+    assert result["dependencies"][0] == f"torch=={NEWEST['torch']}"
+    assert result["torch_needed"]
+    assert result["conda_owned"] == []
+
+
+def test_no_torch_without_a_library_that_needs_it():
+    result = plan(ml_libraries=["transformers", "scikit-learn"], vector_store="qdrant")
+    assert not result["torch_needed"] and not result["sentence_transformers"]
+    assert not [d for d in result["dependencies"] if d.startswith("torch")]
+    assert result["conda_owned"] == []
+    assert result["store"] == {"module": "qdrant_store", "class": "QdrantStore"}
+
+
+@pytest.mark.parametrize("installer", ["conda", "uv"])
+def test_faiss_is_conda_owned_under_either_installer_and_brings_numpy(installer):
+    result = plan(ml_libraries=[], vector_store="faiss", torch_installer=installer)
+    assert result["conda_owned"] == ["faiss-cpu"]
+    assert result["conda_specs"] == ["python=3.12.*", "faiss-cpu>=1.15,<2"]
+    assert result["dependencies"] == ["faiss-cpu>=1.15,<2", "numpy>=1.26,<3"]
+
+
+def test_no_store_means_no_store_module():
+    result = plan(ml_libraries=[], vector_store="none")
+    assert result["store"] is None
+    assert result["dependencies"] == []
+
+
+def test_facts_read_once_from_the_catalogue():
+    result = plan(lock_platforms=["linux/arm64"])
+    assert result["environments"] == [CATALOGUE["platforms"]["linux/arm64"]]
+    assert result["torch_family"] == ["torch", "torchvision", "torchaudio"]
+    assert result["torch_index_name"] == CATALOGUE["torch_index_name"] == "pytorch-cpu"
+    # uv's documented rule: the index name in upper case, "-" as "_".
+    assert result["index_credentials"] == ["UV_INDEX_PYTORCH_CPU_USERNAME",
+                                           "UV_INDEX_PYTORCH_CPU_PASSWORD"]
+    assert result["gpu_packages"] == CATALOGUE["gpu_packages"]
