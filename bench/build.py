@@ -413,27 +413,10 @@ def generated_side(folder: Path, index_url: str, channel_url: str, channel: Path
     missing = [name for name in ("uv.lock", "conda-linux-64.lock") if not (project / name).exists()]
     if missing:
         sys.exit(f"the lock hook wrote no {', '.join(missing)}; see {log}")
-    readable_by_the_build(project)
     package = next(path for path in (project / "src").iterdir() if path.is_dir())
     lock = (project / "conda-linux-64.lock").read_text(encoding="utf-8")
     return Side("generated", GENERATED_TAG, project, package / "__init__.py",
                 urlparse(channel_url).netloc, explicit_lock_bytes(lock, channel_url, channel))
-
-
-def readable_by_the_build(project: Path) -> None:
-    """Make files the lock step wrote owner-only readable as the user's umask would have.
-
-    The build reads them as uid 57439, so a 0600 file fails there ("Permission denied"): a
-    defect of the lock step, named in the output, not hidden.
-    """
-    umask = os.umask(0)
-    os.umask(umask)
-    for path in sorted(project.iterdir()):
-        if path.is_file() and path.stat().st_mode & 0o077 == 0:
-            print(f"NOTE: the lock step left {path.name} readable by its owner only; "
-                  f"the build could not read it; made it {0o666 & ~umask:o}",
-                  file=sys.stderr, flush=True)
-            path.chmod(0o666 & ~umask)
 
 
 # ---------------------------------------------------------------------------- the run
