@@ -287,13 +287,15 @@ def measure(side: Side, proxy, rebuilds: int, rate: float, throttled: bool,
         then = "keeping it, marked" if attempt == COLD_ATTEMPTS else "retrying"
         print(f"{side.label}: not cold (another build refilled a cache mount): {warm}; {then}",
               file=sys.stderr, flush=True)
-    rebuild_times = []
+    rebuild_times, rebuild_steps = [], []
     for count in range(1, rebuilds + 1):
         source_edit(side.source, count)
         try:
-            rebuild_times.append(build(side.context, side.tag, proxy.url).seconds)
+            rebuilt = build(side.context, side.tag, proxy.url)
         except BuildFailed as failure:
             sys.exit(str(failure))
+        rebuild_times.append(rebuilt.seconds)
+        rebuild_steps = rebuilt.steps
     print(f"{side.label}: cold {cold.seconds:.0f} s, rebuilds {rebuild_times}",
           file=sys.stderr, flush=True)
     busy = traffic.busy_seconds
@@ -311,6 +313,7 @@ def measure(side: Side, proxy, rebuilds: int, rate: float, throttled: bool,
         "rebuild_seconds": statistics.median(rebuild_times),
         "rebuild_runs": rebuild_times,
         "steps": [asdict(step) for step in cold.steps],
+        "rebuild_steps": [asdict(step) for step in rebuild_steps],
         "warm_installs": warm,
         "uv_phases": uv_phases(cold.log),
     }
@@ -448,6 +451,8 @@ def report(results: dict, rate: float, throttled: bool, rebuilds: int, load_star
               + (f"; refused {result['refused']}" if result["refused"] else ""))
         print(f"\nslowest steps of the {label} cold build\n")
         print(steps_table(slowest([Step(**step) for step in result["steps"]])))
+        print(f"\nslowest steps of the {label} source-only rebuild (the last one)\n")
+        print(steps_table(slowest([Step(**step) for step in result["rebuild_steps"]], 3)))
         if result["proxy_in_history"]:
             print(f"\nWARNING: the proxy's address is in the {label} image's history")
         if result["warm_installs"]:
