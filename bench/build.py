@@ -182,7 +182,7 @@ def verdicts(before: dict, generated: dict, link: str) -> list[tuple[bool, str]]
         (faster >= 4, f"cold build at least 4x faster at {link}  ({faster:.1f}x)"),
         (share <= 0.1, "source-only rebuild at most 1/10 of the generated cold build  "
                        f"({seconds_text(generated['rebuild_seconds'])} / "
-                       f"{seconds_text(generated['cold_seconds'])} = {share:.2f})"),
+                       f"{seconds_text(generated['cold_seconds'])} = {share:.1%})"),
     ]
 
 

@@ -180,7 +180,7 @@ def test_the_table_shows_both_builds_and_their_ratio():
 def test_a_missed_target_is_reported_as_a_miss():
     lines = bench.verdicts(BEFORE, GENERATED, "100 Mbit/s")
     assert [passed for passed, _ in lines] == [True, True, False]
-    assert lines[2][1].endswith("(9.0 s / 60 s = 0.15)")
+    assert lines[2][1].endswith("(9.0 s / 60 s = 15.0%)")
     slower = {**GENERATED, "link_seconds": 200.0, "image_bytes": 2_000_000_000}
     assert [passed for passed, _ in bench.verdicts(BEFORE, slower, "100 Mbit/s")][:2] == [
         False, False]
