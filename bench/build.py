@@ -50,6 +50,7 @@ PYPI = {"pypi.org:443", "files.pythonhosted.org:443"}
 LINK_MBIT = 100
 COLD_ATTEMPTS = 3
 LOGS = CACHE / "logs"
+BUILT: set[str] = set()  # ids of every image this run built
 BEFORE_TAG, GENERATED_TAG = "mlct-bench/before:latest", "mlct-bench/generated:latest"
 # A local stand-in for the official python image, under its own name so it never hides one.
 PYTHON_STANDIN = "mlct-stand-in/python:3.11-slim"
@@ -222,7 +223,13 @@ def build(context: Path, tag: str, proxy_url: str) -> Build:
     if result.returncode:
         raise BuildFailed(f"the build of {tag} failed:\n"
                           + "\n".join(result.log.splitlines()[-40:]))
+    BUILT.add(image_id(tag))  # a rebuild leaves the previous image untagged: remove it too
     return Build(seconds, parse_steps(result.log), result.log)
+
+
+def image_id(tag: str) -> str:
+    return subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", tag],
+                          capture_output=True, text=True, check=True).stdout.strip()
 
 
 def empty_caches(tag: str) -> None:
@@ -497,10 +504,11 @@ def main() -> None:
                                             channel.url, channel_dir))
             hosts = {urlparse(index.url).netloc: "CPU index (loopback)",
                      urlparse(channel.url).netloc: "conda channel (loopback)"}
-            results = {side.label: measure(side, proxy, args.rebuilds, rate, args.throttle, hosts)
-                       for side in sides}
-        for side in sides:
-            engine.remove_images(side.tag)
+            try:
+                results = {side.label: measure(side, proxy, args.rebuilds, rate, args.throttle,
+                                               hosts) for side in sides}
+            finally:
+                engine.remove_images(BEFORE_TAG, GENERATED_TAG, *BUILT)
     if args.only:
         print(json.dumps(results, indent=1, default=str))
         return
