@@ -1,4 +1,4 @@
-"""Tests for template/scripts/lock_report.py against locks that `uv lock` really produced.
+"""Tests for the generated scripts/lock_report.py (default answers) against real `uv lock` locks.
 
 The CPU index is a local PEP 503 mirror (tests/support/mirror.py); the "plain PyPI" case
 resolves torch from PyPI, which brings in the CUDA wheels the report must flag.
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from packaging.pylock import Pylock
 
-from tests.support.locks import LOCK_REPORT, load_lock_report, locked_package, read_lock, uv_lock
+from tests.support.locks import load_lock_report, locked_package, read_lock, uv_lock
 from tests.support.mirror import build_mirror
 
 AMD64 = "sys_platform == 'linux' and platform_machine == 'x86_64'"
@@ -61,7 +61,7 @@ def locked(folder: Path) -> Path:
 
 def run_script(project: Path, *args: str) -> subprocess.CompletedProcess:
     """The report as users run it: `uv run --script`, with its inline dependencies."""
-    command = ["uv", "run", "--quiet", "--script", str(LOCK_REPORT), "--project", str(project)]
+    command = ["uv", "run", "--quiet", "--script", lock_report.__file__, "--project", str(project)]
     return subprocess.run([*command, *args], capture_output=True, text=True, timeout=300,
                           check=False)
 
