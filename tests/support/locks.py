@@ -47,11 +47,13 @@ def locked_package(project: Path, name: str) -> dict | None:
 def load_lock_report() -> ModuleType:
     """`scripts/lock_report.py` of a project rendered with the default answers, imported.
 
-    Rendered once per test process: the script takes its constants from the catalogue.
+    Rendered once per test process: the script takes its constants from the catalogue. Python
+    is 3.11, the one these machines have: `uv run --script` follows the project's .python-version.
     """
     folder = Path(tempfile.mkdtemp(prefix="lock-report-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    script = render(folder / "project", answers_for("default")) / "scripts" / "lock_report.py"
+    project = render(folder / "project", answers_for("default", python_version="3.11"))
+    script = project / "scripts" / "lock_report.py"
     spec = importlib.util.spec_from_file_location("lock_report", script)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
