@@ -10,6 +10,7 @@ Prints Markdown tables, PASS/FAIL per goal, and ends with one line `BENCH {json}
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import functools
 import importlib.metadata
@@ -61,18 +62,17 @@ torchaudio = { index = "pytorch-cpu" }
 '''
 
 
-def load(relative: str):
-    """Import a repository file by path: bench/ is not a package and must not need one."""
+def load(path: Path):
+    """Import a Python file by path: bench/ is not a package and must not need one."""
     sys.dont_write_bytecode = True  # no __pycache__ inside template/ or tests/
-    spec = importlib.util.spec_from_file_location(Path(relative).stem, ROOT / relative)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
 
-REPORT = load("template/scripts/lock_report.py")  # the one lock footprint implementation
-MIRROR = load("tests/support/mirror.py")
+MIRROR = load(ROOT / "tests" / "support" / "mirror.py")
 
 
 @contextlib.contextmanager
@@ -103,6 +103,15 @@ def render(src: Path, dst: Path, data: dict | None = None, tasks: bool = False) 
     return dst
 
 
+@functools.cache
+def lock_report():
+    """The one lock footprint implementation: a default project's scripts/lock_report.py."""
+    folder = Path(tempfile.mkdtemp(prefix="footprint-report-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    project = render(ROOT, folder / "project", {"project_name": LOCAL["project_name"]})
+    return load(project / "scripts" / "lock_report.py")
+
+
 def uv_lock(project: Path) -> subprocess.CompletedProcess:
     return subprocess.run([UV, "lock"], cwd=project, capture_output=True, text=True,
                           timeout=900, check=False)
@@ -115,14 +124,14 @@ def uv_message(output: str) -> str:
 
 
 def footprint(project: Path) -> dict:
-    info = REPORT.load_report(project, [PLATFORM])["platforms"][PLATFORM]
+    info = lock_report().load_report(project, [PLATFORM])["platforms"][PLATFORM]
     return {"packages": info["packages"], "gpu": len(info["gpu_packages"]),
             "mb": round(info["download_bytes"] / 1e6, 1), "unknown_size": info["unknown_size"]}
 
 
 def dependencies(project: Path) -> list[str]:
     with open(project / "pyproject.toml", "rb") as handle:
-        return REPORT.tomllib.load(handle)["project"]["dependencies"]
+        return lock_report().tomllib.load(handle)["project"]["dependencies"]
 
 
 def throwaway(folder: Path, deps: list[str], tool_uv: str) -> Path:

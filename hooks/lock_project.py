@@ -94,6 +94,8 @@ class LockGuard:
     def __init__(self, lock: Path) -> None:
         self.lock = lock
         self.before = lock.read_bytes() if lock.exists() else None
+        # The mode too: mkstemp makes 0600 files, which an image build's other user cannot read.
+        self.mode = lock.stat().st_mode & 0o777 if lock.exists() else 0o644
 
     def restore(self) -> None:
         """Put the lock back as it was; a failure to do so is reported, never raised."""
@@ -116,6 +118,7 @@ class LockGuard:
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(self.before)
+            os.chmod(temp, self.mode)
             os.replace(temp, self.lock)
         except OSError:
             Path(temp).unlink(missing_ok=True)

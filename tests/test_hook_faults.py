@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import os
 import re
 import shutil
@@ -455,3 +456,19 @@ def test_copier_strict_mode_fails_the_copy(tmp_path, monkeypatch, index_files):
             render(tmp_path / "project", answers, tasks=True)
     # Copier removes a new project whose task failed (its cleanup_on_error): strict is for CI.
     assert not (tmp_path / "project").exists()
+
+
+def test_a_restored_lock_keeps_its_permissions(tmp_path, monkeypatch):
+    """A lock put back after a failed relock stays readable by the image build's user."""
+    monkeypatch.syspath_prepend(str(ROOT / "hooks"))  # as when Copier runs the hook by path
+    hook = importlib.import_module("lock_project")
+    lock = tmp_path / "uv.lock"
+    lock.write_text("version = 1\n")
+    lock.chmod(0o644)
+    guard = hook.LockGuard(lock)
+    lock.write_text("half-written by a failed relock")
+
+    guard.restore()
+
+    assert lock.read_text() == "version = 1\n"
+    assert lock.stat().st_mode & 0o777 == 0o644

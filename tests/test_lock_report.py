@@ -1,4 +1,4 @@
-"""Tests for template/scripts/lock_report.py against locks that `uv lock` really produced.
+"""Tests for the generated scripts/lock_report.py (default answers) against real `uv lock` locks.
 
 The CPU index is a local PEP 503 mirror (tests/support/mirror.py); the "plain PyPI" case
 resolves torch from PyPI, which brings in the CUDA wheels the report must flag.
@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from packaging.pylock import Pylock
 
-from tests.support.locks import LOCK_REPORT, load_lock_report, locked_package, read_lock, uv_lock
+from tests.support.locks import load_lock_report, locked_package, read_lock, uv_lock
 from tests.support.mirror import build_mirror
+from tests.support.render import CATALOGUE
 
 AMD64 = "sys_platform == 'linux' and platform_machine == 'x86_64'"
 ARM64 = "sys_platform == 'linux' and platform_machine == 'aarch64'"
@@ -61,7 +62,7 @@ def locked(folder: Path) -> Path:
 
 def run_script(project: Path, *args: str) -> subprocess.CompletedProcess:
     """The report as users run it: `uv run --script`, with its inline dependencies."""
-    command = ["uv", "run", "--quiet", "--script", str(LOCK_REPORT), "--project", str(project)]
+    command = ["uv", "run", "--quiet", "--script", lock_report.__file__, "--project", str(project)]
     return subprocess.run([*command, *args], capture_output=True, text=True, timeout=300,
                           check=False)
 
@@ -402,6 +403,21 @@ def test_platforms_come_from_uv_environments():
                                                 ("linux/arm64/v8", "linux/arm64")])
 def test_platform_names_normalise(name, platform):
     assert lock_report.normalise_platform(name) == platform
+
+
+@pytest.mark.parametrize("platform", list(CATALOGUE["platforms"]))
+def test_each_platform_machine_satisfies_its_catalogue_marker(platform):
+    other = next(p for p in CATALOGUE["platforms"] if p != platform)
+    assert set(lock_report.PLATFORMS) == set(CATALOGUE["platforms"])
+    assert lock_report.holds(CATALOGUE["platforms"][platform], platform, "3.12.0")
+    assert not lock_report.holds(CATALOGUE["platforms"][platform], other, "3.12.0")
+
+
+@pytest.mark.parametrize(("name", "gpu"), [("nvidia-cublas-cu12", True), ("triton", True),
+                                           ("pytorch-triton-rocm", True), ("cuda-bindings", True),
+                                           ("tritonclient", False), ("torch", False)])
+def test_gpu_packages_follow_the_catalogue_patterns(name, gpu):
+    assert lock_report.is_gpu_package(name) is gpu
 
 
 @pytest.mark.parametrize(

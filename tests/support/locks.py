@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import importlib.util
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from types import ModuleType
 
 from tests.support.compat import tomllib
-from tests.support.render import CATALOGUE, ROOT
+from tests.support.render import CATALOGUE, answers_for, render
 
 # The packages that must come from the CPU index, as the catalogue marks them.
 TORCH_FAMILY = {lib["pypi"] for lib in CATALOGUE["libraries"].values() if lib.get("torch_family")}
 # uv must lock with an installed Python: these machines cannot download one.
 UV_ENV = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
-LOCK_REPORT = ROOT / "template" / "scripts" / "lock_report.py"
 
 
 def uv_lock(project: Path, **env: str) -> subprocess.CompletedProcess:
@@ -41,9 +43,18 @@ def locked_package(project: Path, name: str) -> dict | None:
     return locked_packages(project).get(name)
 
 
+@functools.cache
 def load_lock_report() -> ModuleType:
-    """The generated project's `scripts/lock_report.py`, imported from the template."""
-    spec = importlib.util.spec_from_file_location("lock_report", LOCK_REPORT)
+    """`scripts/lock_report.py` of a project rendered with the default answers, imported.
+
+    Rendered once per test process: the script takes its constants from the catalogue. Python
+    is 3.11, the one these machines have: `uv run --script` follows the project's .python-version.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="lock-report-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    project = render(folder / "project", answers_for("default", python_version="3.11"))
+    script = project / "scripts" / "lock_report.py"
+    spec = importlib.util.spec_from_file_location("lock_report", script)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
