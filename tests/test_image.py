@@ -163,7 +163,7 @@ def test_a_host_folder_index_is_refused_where_the_image_build_needs_it(tmp_path,
     with pytest.raises(ValueError) as refusal:
         render(destination, answers)
     message = str(refusal.value).split(": ", 1)[1]
-    assert message.startswith("torch_index_url must be http(s):// when torch_installer is uv")
+    assert message.startswith("must be http(s):// for uv")
     assert "python -m http.server" in message and "torch_installer=conda" in message
     assert all(len(line) < 80 for line in message.splitlines()), message
     assert not destination.exists()
