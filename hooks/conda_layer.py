@@ -14,6 +14,8 @@ from pathlib import Path
 SCRIPT = Path("scripts") / "conda_lock.py"
 NEXT_STEP = "make lock"
 STALE_PINS = "uv.lock is written, but its pins from the conda layer are stale"
+# uv's words when the script's Python is missing and cannot be downloaded.
+NO_PYTHON_SIGNS = ("python-build-standalone", "No interpreter found", "No Python installation")
 # scripts/conda_lock.py's exit statuses for failures it recognises.
 REASONS = {
     10: "environment.yml or pyproject.toml cannot be read for the conda lock",
@@ -71,11 +73,17 @@ def lock_conda(project: Path, uv: str, timeout: float) -> CondaFailure | None:
     if process.returncode == 0:
         return None
     detail = "\n".join(line for line in errors.strip().splitlines()[-6:] if line.strip())
-    reason = REASONS.get(
-        process.returncode,
-        "scripts/conda_lock.py could not run (could uv install py-rattler from PyPI?)",
+    if process.returncode in REASONS:
+        return CondaFailure(REASONS[process.returncode], detail)
+    if any(sign in errors for sign in NO_PYTHON_SIGNS):
+        return CondaFailure(
+            "uv found no Python for the project and could not download one",
+            detail,
+            next_step=f"uv python install   (then: {NEXT_STEP})",
+        )
+    return CondaFailure(
+        "scripts/conda_lock.py could not run (could uv install py-rattler from PyPI?)", detail
     )
-    return CondaFailure(reason, detail)
 
 
 def stop(process: subprocess.Popen) -> None:
