@@ -7,9 +7,10 @@ runs it under a timeout and turns its exit status into words and the next comman
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from bounded import run_bounded
 
 SCRIPT = Path("scripts") / "conda_lock.py"
 NEXT_STEP = "make lock"
@@ -52,29 +53,22 @@ def lock_conda(project: Path, uv: str, timeout: float) -> CondaFailure | None:
         return None
     command = [uv, "run", "--quiet", "--script", str(SCRIPT)]
     try:
-        process = subprocess.Popen(
-            command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
+        result = run_bounded(command, project, timeout)
     except OSError as error:
         return CondaFailure(f"uv could not be started for the conda lock ({error})")
-    try:
-        output, errors = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        stop(process)
+    if result is None:
         return CondaFailure(
             f"the conda lock took longer than {timeout:g} s (a slow or stalled channel?)",
             next_step=f"{NEXT_STEP}   (or raise ML_TEMPLATE_LOCK_TIMEOUT)",
         )
-    except KeyboardInterrupt:
-        stop(process)
-        raise
+    output, errors = result.stdout, result.stderr
     for line in output.splitlines():
         print(f"[ml-container-template] {line}", flush=True)
-    if process.returncode == 0:
+    if result.returncode == 0:
         return None
     detail = "\n".join(line for line in errors.strip().splitlines()[-6:] if line.strip())
-    if process.returncode in REASONS:
-        return CondaFailure(REASONS[process.returncode], detail)
+    if result.returncode in REASONS:
+        return CondaFailure(REASONS[result.returncode], detail)
     if any(sign in errors for sign in NO_PYTHON_SIGNS):
         return CondaFailure(
             "uv found no Python for the project and could not download one",
@@ -84,12 +78,3 @@ def lock_conda(project: Path, uv: str, timeout: float) -> CondaFailure | None:
     return CondaFailure(
         "scripts/conda_lock.py could not run (could uv install py-rattler from PyPI?)", detail
     )
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.communicate()

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import conda_layer
+from bounded import run_bounded
 
 PREFIX = "[ml-container-template]"
 CONFLICT_MARKERS = ("<<<<<<< ", "=======", ">>>>>>> ")
@@ -239,34 +240,17 @@ def lock_timeout() -> float:
 def run_uv_lock(uv: str, project: Path, index: Index, timeout: float) -> Failure | None:
     """Run `uv lock` in the project; None on success."""
     try:
-        process = subprocess.Popen(
-            [uv, "lock"], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
+        result = run_bounded([uv, "lock"], project, timeout, merge_stderr=True)
     except OSError as error:
         return Failure(f"uv could not be started ({error})")
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        stop(process)
+    if result is None:
         return Failure(
             f"uv lock took longer than {timeout:g} s (a slow or stalled index?)",
             next_step="uv lock   (or raise ML_TEMPLATE_LOCK_TIMEOUT)",
         )
-    except KeyboardInterrupt:
-        stop(process)
-        raise
-    if process.returncode != 0:
-        return classify(output, index)
+    if result.returncode != 0:
+        return classify(result.stdout, index)
     return None
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.communicate()
 
 
 def show_report(project: Path, uv: str) -> int:
