@@ -15,7 +15,6 @@ build's slowest steps, and ends with one line `BENCH {json}`.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import json
 import os
@@ -69,6 +68,7 @@ def load(relative: str):
 
 
 PROXY = load("bench/counting_proxy.py")
+output_to = load("bench/footprint.py").output_to  # fds 1 and 2 into a log, as the hook writes
 
 
 # ---------------------------------------------------------------------------- pure helpers
@@ -390,25 +390,6 @@ def before_side(folder: Path) -> Side:
     source.parent.mkdir()
     source.write_text("import torch\n\nprint(torch.__version__)\n", encoding="utf-8")
     return Side('"before"', BEFORE_TAG, folder, source)
-
-
-@contextlib.contextmanager
-def output_to(log: Path):
-    """Send fds 1 and 2 to `log`: the lock hook's subprocesses write there."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with open(log, "ab") as sink:
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            for fd, copy in zip((1, 2), saved, strict=True):
-                os.dup2(copy, fd)
-                os.close(copy)
 
 
 def generated_side(folder: Path, index_url: str, channel_url: str, channel: Path) -> Side:
