@@ -50,13 +50,12 @@ import os
 import shutil
 import tarfile
 import tempfile
-import threading
 import urllib.request
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -65,6 +64,7 @@ from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
+from tests.support.loopback import LoopbackServer
 from tests.support.mirror import TORCH_VERSION, build_synthetic_torch, real_torch_wheel
 
 PYPI_JSON = "https://pypi.org/pypi/{name}/json"
@@ -366,7 +366,7 @@ def channel_records(channel: Path) -> dict[str, dict[str, dict]]:
 # ----------------------------------------------------------------------------- serving it
 
 
-class ChannelServer:
+class ChannelServer(LoopbackServer):
     """Serve a channel folder at http://127.0.0.1:<port>/ (loopback only), in a thread.
 
     `with ChannelServer(build_channel()) as server: server.url` gives the URL to answer
@@ -390,28 +390,11 @@ class ChannelServer:
                 server.requests.append(self.path)
                 return super().send_head()
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        super().__init__(Handler)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def start(self) -> ChannelServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=10)
-
-    def __enter__(self) -> ChannelServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        return self.origin
 
 
 @functools.cache

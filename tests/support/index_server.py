@@ -10,11 +10,12 @@ import html
 import re
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
+from tests.support.loopback import LoopbackServer
 from tests.support.mirror import project_page
 
 FAULTS = ("none", "503", "404", "slow", "truncated")
@@ -50,7 +51,7 @@ class IndexFiles:
         return None
 
 
-class IndexServer:
+class IndexServer(LoopbackServer):
     """`with IndexServer(files, fault="503") as server: server.url` -> http://127.0.0.1:<port>/simple."""
 
     def __init__(self, files: IndexFiles, fault: str = "none", *, delay: float = 60.0,
@@ -74,23 +75,15 @@ class IndexServer:
             def do_HEAD(self) -> None:  # noqa: N802
                 server.handle(self, head=True)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        super().__init__(Handler)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/simple"
+        return f"{self.origin}/simple"
 
-    def __enter__(self) -> IndexServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._release.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=10)
+    def stop(self) -> None:
+        self._release.set()  # stalled handlers end first, or shutdown would wait for them
+        super().stop()
 
     # ----------------------------------------------------------------------- responses
 

@@ -10,20 +10,21 @@ from __future__ import annotations
 import html
 import json
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import quote
 
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
+from tests.support.loopback import LoopbackServer
+
 PEP691_JSON = "application/vnd.pypi.simple.v1+json"
 WHEEL_TAG = "cp311-cp311-manylinux_2_28_x86_64"
 TYPES = {".json": "application/json", ".html": "text/html"}
 
 
-class Standins:
+class Standins(LoopbackServer):
     """`with Standins() as s: s.url + "/pypi/simple"`; answers are registered by path."""
 
     def __init__(self) -> None:
@@ -45,22 +46,11 @@ class Standins:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        super().__init__(Handler)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def __enter__(self) -> Standins:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=10)
+        return self.origin
 
     def answer(self, path: str, data: object, content_type: str = "application/json",
                status: int = 200) -> None:
