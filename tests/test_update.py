@@ -100,6 +100,14 @@ def clone(project: Path, dst: Path) -> Path:
     return dst
 
 
+def with_a_raised_pytest_floor(project: Path) -> Path:
+    """The user raises the pytest floor that v2 also raises, to another version; relocked."""
+    replace_once(project / "pyproject.toml", PYTEST_V1, '"pytest>=8.2",')
+    assert uv(project, "lock").returncode == 0
+    commit_all(project, "Require a newer pytest")
+    return project
+
+
 def update_api(project: Path, log: Path, **options) -> None:
     with hook_log(log):
         run_update(str(project), vcs_ref="v2.0.0", defaults=True, overwrite=True, unsafe=True,
@@ -180,10 +188,7 @@ def test_update_with_the_index_unreachable_keeps_the_old_lock(template_repo, tmp
 def test_pyproject_conflict_leaves_markers_there_and_none_in_the_lock(edited_v1, tmp_path,
                                                                      capfd):
     """The user raised the same pytest floor the release raises, to another version."""
-    project = clone(edited_v1, tmp_path / "project")
-    replace_once(project / "pyproject.toml", PYTEST_V1, '"pytest>=8.2",')
-    assert uv(project, "lock").returncode == 0
-    commit_all(project, "Require a newer pytest")
+    project = with_a_raised_pytest_floor(clone(edited_v1, tmp_path / "project"))
     before = (project / "uv.lock").read_bytes()
     capfd.readouterr()
 
@@ -217,10 +222,7 @@ def test_pyproject_conflict_leaves_markers_there_and_none_in_the_lock(edited_v1,
 def test_a_rejected_pyproject_hunk_stops_the_relock(edited_v1, tmp_path, capfd):
     """With --conflict rej, the user's side waits in pyproject.toml.rej: locking now would lock
     without it, so the hook keeps the old lock and says what to do."""
-    project = clone(edited_v1, tmp_path / "project")
-    replace_once(project / "pyproject.toml", PYTEST_V1, '"pytest>=8.2",')
-    assert uv(project, "lock").returncode == 0
-    commit_all(project, "Require a newer pytest")
+    project = with_a_raised_pytest_floor(clone(edited_v1, tmp_path / "project"))
     before = (project / "uv.lock").read_bytes()
     capfd.readouterr()
 
