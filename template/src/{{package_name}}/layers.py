@@ -26,11 +26,18 @@ def installed(prefix: Path) -> dict[str, list[Path]]:
     return found
 
 
+def conda_records(prefix: Path) -> list[dict]:
+    """What conda-meta records of each package conda installed in `prefix` (none elsewhere)."""
+    return [
+        json.loads(path.read_text(encoding="utf-8"))
+        for path in sorted((prefix / "conda-meta").glob("*.json"))
+    ]
+
+
 def conda_owned(prefix: Path) -> dict[str, tuple[str, Path]]:
     """Python distributions that conda-meta records: name -> (package, its metadata folder)."""
     owned: dict[str, tuple[str, Path]] = {}
-    for record_file in sorted((prefix / "conda-meta").glob("*.json")):
-        record = json.loads(record_file.read_text(encoding="utf-8"))
+    for record in conda_records(prefix):
         package = f"{record.get('name')} {record.get('version')}"
         for file in record.get("files", []):
             parts = Path(file).parts
