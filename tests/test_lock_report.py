@@ -409,8 +409,8 @@ def test_platform_names_normalise(name, platform):
 def test_each_platform_machine_satisfies_its_catalogue_marker(platform):
     other = next(p for p in CATALOGUE["platforms"] if p != platform)
     assert set(lock_report.PLATFORMS) == set(CATALOGUE["platforms"])
-    assert lock_report.holds(CATALOGUE["platforms"][platform], platform, "3.12.0")
-    assert not lock_report.holds(CATALOGUE["platforms"][platform], other, "3.12.0")
+    assert lock_report.holds(CATALOGUE["platforms"][platform]["marker"], platform, "3.12.0")
+    assert not lock_report.holds(CATALOGUE["platforms"][platform]["marker"], other, "3.12.0")
 
 
 @pytest.mark.parametrize(("name", "gpu"), [("nvidia-cublas-cu12", True), ("triton", True),

@@ -41,8 +41,8 @@ def test_default_answers():
     assert result["torch_needed"] and result["sentence_transformers"]
     assert result["store"] == {"module": "chroma_store", "class": "ChromaStore"}
     assert result["env_prefix"] == "MY_APP_"
-    assert result["environments"] == [CATALOGUE["platforms"]["linux/amd64"],
-                                      CATALOGUE["platforms"]["linux/arm64"]]
+    assert result["environments"] == [CATALOGUE["platforms"]["linux/amd64"]["marker"],
+                                      CATALOGUE["platforms"]["linux/arm64"]["marker"]]
 
 
 @pytest.mark.parametrize("installer", ["conda", "uv"])
@@ -94,7 +94,7 @@ def test_no_store_means_no_store_module():
 
 def test_facts_read_once_from_the_catalogue():
     result = plan(lock_platforms=["linux/arm64"])
-    assert result["environments"] == [CATALOGUE["platforms"]["linux/arm64"]]
+    assert result["environments"] == [CATALOGUE["platforms"]["linux/arm64"]["marker"]]
     assert result["torch_family"] == ["torch", "torchvision", "torchaudio"]
     assert result["torch_index_name"] == CATALOGUE["torch_index_name"] == "pytorch-cpu"
     # uv's documented rule: the index name in upper case, "-" as "_".
