@@ -54,8 +54,11 @@ BEFORE_TAG, GENERATED_TAG = "mlct-bench/before:latest", "mlct-bench/generated:la
 # A local stand-in for the official python image, under its own name so it never hides one.
 PYTHON_STANDIN = "mlct-stand-in/python:3.11-slim"
 SEED_INSTALL = "pip install --no-cache-dir torch sentence-transformers chromadb"
-GENERATED_ANSWERS = {"project_name": "Bench Service", "python_version": "3.11",
-                     "lock_platforms": ["linux/amd64"]}
+GENERATED_ANSWERS = {
+    "project_name": "Bench Service",
+    "python_version": "3.11",
+    "lock_platforms": ["linux/amd64"],
+}
 
 
 def load(relative: str):
@@ -72,6 +75,7 @@ output_to = load("bench/footprint.py").output_to  # fds 1 and 2 into a log, as t
 
 
 # ---------------------------------------------------------------------------- pure helpers
+
 
 @dataclass
 class Step:
@@ -107,25 +111,36 @@ def warm_installs(plain_log: str) -> list[str]:
     """
     counts: dict[str, dict[str, int]] = {}
     for vertex, word, count in re.findall(
-            r"^#(\d+) [\d.]+ (Prepared|Installed) (\d+) packages? in", plain_log, re.M):
+        r"^#(\d+) [\d.]+ (Prepared|Installed) (\d+) packages? in", plain_log, re.M
+    ):
         counts.setdefault(vertex, {})[word] = int(count)
-    return [f"#{vertex}: prepared {seen.get('Prepared', 0)}, installed {seen['Installed']}"
-            for vertex, seen in counts.items()
-            if seen.get("Installed", 0) > seen.get("Prepared", 0)]
+    return [
+        f"#{vertex}: prepared {seen.get('Prepared', 0)}, installed {seen['Installed']}"
+        for vertex, seen in counts.items()
+        if seen.get("Installed", 0) > seen.get("Prepared", 0)
+    ]
 
 
 def uv_phases(plain_log: str) -> list[str]:
     """What uv reports doing inside each step: fetching, installing, byte-compiling."""
-    return [f"#{vertex} {what}" for vertex, what in re.findall(
-        r"^#(\d+) [\d.]+ ((?:Prepared|Installed|Bytecode compiled) \d+ \w+ in \S+)$",
-        plain_log, re.M)]
+    return [
+        f"#{vertex} {what}"
+        for vertex, what in re.findall(
+            r"^#(\d+) [\d.]+ ((?:Prepared|Installed|Bytecode compiled) \d+ \w+ in \S+)$",
+            plain_log,
+            re.M,
+        )
+    ]
 
 
 def explicit_lock_bytes(lock_text: str, channel_url: str, channel: Path) -> int:
     """Bytes of the packages an @EXPLICIT lock names from a channel served out of `channel`."""
-    urls = [line.split("#", 1)[0] for line in lock_text.splitlines()
-            if line.startswith(channel_url.rstrip("/") + "/")]
-    return sum((channel / url[len(channel_url.rstrip("/")) + 1:]).stat().st_size for url in urls)
+    urls = [
+        line.split("#", 1)[0]
+        for line in lock_text.splitlines()
+        if line.startswith(channel_url.rstrip("/") + "/")
+    ]
+    return sum((channel / url[len(channel_url.rstrip("/")) + 1 :]).stat().st_size for url in urls)
 
 
 def slowest(steps: list[Step], count: int = 5) -> list[Step]:
@@ -168,8 +183,10 @@ def results_table(before: dict, generated: dict, link: str) -> str:
     lines = ['| | "before" | generated | "before" / generated |', "|---|--:|--:|--:|"]
     for label, key, show in ROWS:
         ratio = before[key] / generated[key] if generated[key] else float("nan")
-        lines.append(f"| {label.format(link=link)} | {show(before[key])} | "
-                     f"{show(generated[key])} | {ratio:.1f}x |")
+        lines.append(
+            f"| {label.format(link=link)} | {show(before[key])} | "
+            f"{show(generated[key])} | {ratio:.1f}x |"
+        )
     return "\n".join(lines)
 
 
@@ -181,9 +198,12 @@ def verdicts(before: dict, generated: dict, link: str) -> list[tuple[bool, str]]
     return [
         (smaller >= 4, f'image at most 1/4 of "before"  ({smaller:.1f}x smaller)'),
         (faster >= 4, f"cold build at least 4x faster at {link}  ({faster:.1f}x)"),
-        (share <= 0.1, "source-only rebuild at most 1/10 of the generated cold build  "
-                       f"({seconds_text(generated['rebuild_seconds'])} / "
-                       f"{seconds_text(generated['cold_seconds'])} = {share:.1%})"),
+        (
+            share <= 0.1,
+            "source-only rebuild at most 1/10 of the generated cold build  "
+            f"({seconds_text(generated['rebuild_seconds'])} / "
+            f"{seconds_text(generated['cold_seconds'])} = {share:.1%})",
+        ),
     ]
 
 
@@ -191,7 +211,7 @@ def step_label(name: str, width: int = 80) -> str:
     """A step as one short line: mount flags dropped, the middle elided when still too long."""
     text = " ".join(re.sub(r"--mount=\S+", "", name).split())
     if len(text) > width:
-        text = f"{text[: width // 2]} ... {text[-(width // 2 - 5):]}"
+        text = f"{text[: width // 2]} ... {text[-(width // 2 - 5) :]}"
     return text.replace("|", "/")
 
 
@@ -202,6 +222,7 @@ def steps_table(steps: list[Step]) -> str:
 
 
 # ---------------------------------------------------------------------------- builds
+
 
 @dataclass
 class Build:
@@ -221,34 +242,49 @@ def build(context: Path, tag: str, proxy_url: str) -> Build:
     result = engine.build(context, tag, build_args=args)
     seconds = time.monotonic() - started
     if result.returncode:
-        raise BuildFailed(f"the build of {tag} failed:\n"
-                          + "\n".join(result.log.splitlines()[-40:]))
+        raise BuildFailed(
+            f"the build of {tag} failed:\n" + "\n".join(result.log.splitlines()[-40:])
+        )
     BUILT.add(image_id(tag))  # a rebuild leaves the previous image untagged: remove it too
     return Build(seconds, parse_steps(result.log), result.log)
 
 
 def image_id(tag: str) -> str:
-    return subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", tag],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", tag],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
 def empty_caches(tag: str) -> None:
     """No build cache, no cache-mount contents, no image of our own: a cold start."""
     engine.remove_images(tag)
-    subprocess.run(["docker", "builder", "prune", "--all", "--force"], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["docker", "builder", "prune", "--all", "--force"], check=True, capture_output=True
+    )
 
 
 def image_bytes(tag: str) -> int:
-    return int(subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", tag],
-                              capture_output=True, text=True, check=True).stdout)
+    return int(
+        subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{.Size}}", tag],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
 
 
 def history_mentions(tag: str, text: str) -> bool:
     """Whether any layer's history (its command and comment) contains `text`."""
-    history = subprocess.run(["docker", "history", "--no-trunc", "--format",
-                              "{{.CreatedBy}} {{.Comment}}", tag],
-                             capture_output=True, text=True, check=True).stdout
+    history = subprocess.run(
+        ["docker", "history", "--no-trunc", "--format", "{{.CreatedBy}} {{.Comment}}", tag],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return text in history
 
 
@@ -267,8 +303,9 @@ class Side:
     conda_bytes: int = 0  # what a cold conda step downloads from it
 
 
-def measure(side: Side, proxy, rebuilds: int, rate: float, throttled: bool,
-            hosts: dict[str, str]) -> dict:
+def measure(
+    side: Side, proxy, rebuilds: int, rate: float, throttled: bool, hosts: dict[str, str]
+) -> dict:
     print(f"{side.label}: cold build ...", file=sys.stderr, flush=True)
     for attempt in range(1, COLD_ATTEMPTS + 1):
         empty_caches(side.tag)
@@ -279,8 +316,11 @@ def measure(side: Side, proxy, rebuilds: int, rate: float, throttled: bool,
             # Cache mounts are shared with other builds on the engine, which can race ours.
             if attempt == COLD_ATTEMPTS:
                 sys.exit(str(failure))
-            print(f"{failure}\n{side.label}: retrying, attempt {attempt + 1} of {COLD_ATTEMPTS}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"{failure}\n{side.label}: retrying, attempt {attempt + 1} of {COLD_ATTEMPTS}",
+                file=sys.stderr,
+                flush=True,
+            )
             continue
         traffic = proxy.reset()
         LOGS.mkdir(parents=True, exist_ok=True)
@@ -292,8 +332,11 @@ def measure(side: Side, proxy, rebuilds: int, rate: float, throttled: bool,
         if not warm:
             break
         then = "keeping it, marked" if attempt == COLD_ATTEMPTS else "retrying"
-        print(f"{side.label}: not cold (another build refilled a cache mount): {warm}; {then}",
-              file=sys.stderr, flush=True)
+        print(
+            f"{side.label}: not cold (another build refilled a cache mount): {warm}; {then}",
+            file=sys.stderr,
+            flush=True,
+        )
     rebuild_times, rebuild_steps = [], []
     for count in range(1, rebuilds + 1):
         source_edit(side.source, count)
@@ -303,12 +346,16 @@ def measure(side: Side, proxy, rebuilds: int, rate: float, throttled: bool,
             sys.exit(str(failure))
         rebuild_times.append(rebuilt.seconds)
         rebuild_steps = rebuilt.steps
-    print(f"{side.label}: cold {cold.seconds:.0f} s, rebuilds {rebuild_times}",
-          file=sys.stderr, flush=True)
+    print(
+        f"{side.label}: cold {cold.seconds:.0f} s, rebuilds {rebuild_times}",
+        file=sys.stderr,
+        flush=True,
+    )
     busy = traffic.busy_seconds
     return {
         "cold_seconds": cold.seconds,
-        "link_seconds": cold.seconds if throttled
+        "link_seconds": cold.seconds
+        if throttled
         else at_link(cold.seconds, traffic.bytes_down, busy, rate),
         "bytes_down": traffic.bytes_down,
         "bytes_up": traffic.bytes_up,
@@ -351,9 +398,20 @@ def pip_wheel() -> Path:
     """pip's newest wheel from PyPI, cached, for the python stand-in."""
     folder = CACHE / "pip"
     if not list(folder.glob("pip-*.whl")):
-        subprocess.run([*standins.pip_command(), "download", "pip", "--no-deps",
-                        "--only-binary=:all:", "--dest", str(folder), "--quiet"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                *standins.pip_command(),
+                "download",
+                "pip",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--dest",
+                str(folder),
+                "--quiet",
+            ],
+            check=True,
+            capture_output=True,
+        )
     return sorted(folder.glob("pip-*.whl"))[-1]
 
 
@@ -361,8 +419,12 @@ def python_standin() -> str:
     """The official python image's stand-in, on the image tests' Debian rootfs (Python 3.11)."""
     standins.ensure_rootfs()
     wheel = pip_wheel()
-    inputs = standins.digest(PYTHON_STANDIN_DOCKERFILE, standins.rootfs_key(), wheel.name,
-                             standins.HOST_CA_BUNDLE.read_bytes())
+    inputs = standins.digest(
+        PYTHON_STANDIN_DOCKERFILE,
+        standins.rootfs_key(),
+        wheel.name,
+        standins.HOST_CA_BUNDLE.read_bytes(),
+    )
     if engine.image_label(PYTHON_STANDIN, standins.INPUTS_LABEL) == inputs:
         return PYTHON_STANDIN
     with tempfile.TemporaryDirectory() as work:
@@ -370,8 +432,13 @@ def python_standin() -> str:
         (context / "Dockerfile").write_text(PYTHON_STANDIN_DOCKERFILE, encoding="utf-8")
         shutil.copyfile(standins.HOST_CA_BUNDLE, context / "host-ca-certificates.crt")
         shutil.copyfile(wheel, context / wheel.name)
-        result = engine.build(context, PYTHON_STANDIN, build_args={"ROOTFS": standins.ROOTFS_TAG},
-                              labels={standins.INPUTS_LABEL: inputs}, network="none")
+        result = engine.build(
+            context,
+            PYTHON_STANDIN,
+            build_args={"ROOTFS": standins.ROOTFS_TAG},
+            labels={standins.INPUTS_LABEL: inputs},
+            network="none",
+        )
     if result.returncode:
         sys.exit(f"building the python stand-in failed:\n{result.log[-3000:]}")
     return PYTHON_STANDIN
@@ -385,7 +452,9 @@ def before_side(folder: Path) -> Side:
     folder.mkdir(parents=True)
     (folder / "Dockerfile").write_text(
         f"FROM {python_standin()}\nWORKDIR /app\nRUN {SEED_INSTALL}\n"
-        'COPY app/ app/\nCMD ["python", "-m", "app"]\n', encoding="utf-8")
+        'COPY app/ app/\nCMD ["python", "-m", "app"]\n',
+        encoding="utf-8",
+    )
     source = folder / "app" / "__main__.py"
     source.parent.mkdir()
     source.write_text("import torch\n\nprint(torch.__version__)\n", encoding="utf-8")
@@ -406,11 +475,18 @@ def generated_side(folder: Path, index_url: str, channel_url: str, channel: Path
         sys.exit(f"the lock hook wrote no {', '.join(missing)}; see {log}")
     package = next(path for path in (project / "src").iterdir() if path.is_dir())
     lock = (project / "conda-linux-64.lock").read_text(encoding="utf-8")
-    return Side("generated", GENERATED_TAG, project, package / "__init__.py",
-                urlparse(channel_url).netloc, explicit_lock_bytes(lock, channel_url, channel))
+    return Side(
+        "generated",
+        GENERATED_TAG,
+        project,
+        package / "__init__.py",
+        urlparse(channel_url).netloc,
+        explicit_lock_bytes(lock, channel_url, channel),
+    )
 
 
 # ---------------------------------------------------------------------------- the run
+
 
 def require_engine() -> None:
     if not engine.engine_answers():
@@ -421,22 +497,34 @@ def report(results: dict, rate: float, throttled: bool, rebuilds: int, load_star
     before, generated = results['"before"'], results["generated"]
     link = f"{LINK_MBIT} Mbit/s"
     today = datetime.now(timezone.utc).strftime("%d %B %Y, %H:%M UTC")
-    how = ("measured through the proxy throttled to" if throttled else
-           "computed: measured time - time bytes were flowing + bytes at")
-    print(f"Run of {today}: {platform.machine()}, {os.cpu_count()} CPUs, load average "
-          f"{load_start:.1f} at the start and {os.getloadavg()[0]:.1f} at the end; "
-          "cold builds from an empty build cache; rebuild = median of "
-          f"{rebuilds}; at {link}: {how} {rate / 1e6:.1f} MB/s.\n")
+    how = (
+        "measured through the proxy throttled to"
+        if throttled
+        else "computed: measured time - time bytes were flowing + bytes at"
+    )
+    print(
+        f"Run of {today}: {platform.machine()}, {os.cpu_count()} CPUs, load average "
+        f"{load_start:.1f} at the start and {os.getloadavg()[0]:.1f} at the end; "
+        "cold builds from an empty build cache; rebuild = median of "
+        f"{rebuilds}; at {link}: {how} {rate / 1e6:.1f} MB/s.\n"
+    )
     print(results_table(before, generated, link))
     for label, result in results.items():
-        rate_seen = result["bytes_down"] / result["download_busy_seconds"] \
-            if result["download_busy_seconds"] else 0
-        hosts = ", ".join(f"{host} {human_bytes(count)}"
-                          for host, count in sorted(result["bytes_by_host"].items()))
-        print(f"\n{label}: downloaded {human_bytes(result['bytes_down'])} in "
-              f"{result['download_busy_seconds']:.0f} s of transfer "
-              f"({rate_seen / 1e6:.0f} MB/s): {hosts}; sent {human_bytes(result['bytes_up'])}"
-              + (f"; refused {result['refused']}" if result["refused"] else ""))
+        rate_seen = (
+            result["bytes_down"] / result["download_busy_seconds"]
+            if result["download_busy_seconds"]
+            else 0
+        )
+        hosts = ", ".join(
+            f"{host} {human_bytes(count)}"
+            for host, count in sorted(result["bytes_by_host"].items())
+        )
+        print(
+            f"\n{label}: downloaded {human_bytes(result['bytes_down'])} in "
+            f"{result['download_busy_seconds']:.0f} s of transfer "
+            f"({rate_seen / 1e6:.0f} MB/s): {hosts}; sent {human_bytes(result['bytes_up'])}"
+            + (f"; refused {result['refused']}" if result["refused"] else "")
+        )
         print(f"\nslowest steps of the {label} cold build\n")
         print(steps_table(slowest([Step(**step) for step in result["steps"]])))
         print(f"\nslowest steps of the {label} source-only rebuild (the last one)\n")
@@ -456,38 +544,60 @@ def report(results: dict, rate: float, throttled: bool, rebuilds: int, load_star
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rebuilds", type=int, default=3,
-                        help="source-only rebuilds per side; the median is reported")
-    parser.add_argument("--throttle", action="store_true",
-                        help=f"measure the cold builds through the proxy throttled to {LINK_MBIT} "
-                             "Mbit/s, instead of computing that time from the bytes")
-    parser.add_argument("--only", choices=["before", "generated"],
-                        help="build one side only (for trying the bench; prints no table)")
+    parser.add_argument(
+        "--rebuilds",
+        type=int,
+        default=3,
+        help="source-only rebuilds per side; the median is reported",
+    )
+    parser.add_argument(
+        "--throttle",
+        action="store_true",
+        help=f"measure the cold builds through the proxy throttled to {LINK_MBIT} "
+        "Mbit/s, instead of computing that time from the bytes",
+    )
+    parser.add_argument(
+        "--only",
+        choices=["before", "generated"],
+        help="build one side only (for trying the bench; prints no table)",
+    )
     args = parser.parse_args()
     require_engine()
     load_start = os.getloadavg()[0]
     rate = LINK_MBIT * 1e6 / 8
     with tempfile.TemporaryDirectory(prefix="mlct-build-bench-") as tmp:
         work = Path(tmp)
-        print("preparing stand-in base images, the CPU index and the conda channel ...",
-              file=sys.stderr, flush=True)
+        print(
+            "preparing stand-in base images, the CPU index and the conda channel ...",
+            file=sys.stderr,
+            flush=True,
+        )
         standins.ensure()
         mirror = Path(url2pathname(urlparse(build_mirror(work / "mirror")).path))
         channel_dir = conda_channel.build_channel()
-        with IndexServer(IndexFiles.from_mirror(mirror)) as index, \
-                conda_channel.ChannelServer(channel_dir) as channel, \
-                PROXY.CountingProxy(PYPI, rate=rate if args.throttle else None) as proxy:
+        with (
+            IndexServer(IndexFiles.from_mirror(mirror)) as index,
+            conda_channel.ChannelServer(channel_dir) as channel,
+            PROXY.CountingProxy(PYPI, rate=rate if args.throttle else None) as proxy,
+        ):
             sides = []
             if args.only != "generated":
                 sides.append(before_side(work / "before"))
             if args.only != "before":
-                sides.append(generated_side(work / "generated" / "bench-service", index.url,
-                                            channel.url, channel_dir))
-            hosts = {urlparse(index.url).netloc: "CPU index (loopback)",
-                     urlparse(channel.url).netloc: "conda channel (loopback)"}
+                sides.append(
+                    generated_side(
+                        work / "generated" / "bench-service", index.url, channel.url, channel_dir
+                    )
+                )
+            hosts = {
+                urlparse(index.url).netloc: "CPU index (loopback)",
+                urlparse(channel.url).netloc: "conda channel (loopback)",
+            }
             try:
-                results = {side.label: measure(side, proxy, args.rebuilds, rate, args.throttle,
-                                               hosts) for side in sides}
+                results = {
+                    side.label: measure(side, proxy, args.rebuilds, rate, args.throttle, hosts)
+                    for side in sides
+                }
             finally:
                 engine.remove_images(BEFORE_TAG, GENERATED_TAG, *BUILT)
     if args.only:

@@ -175,8 +175,11 @@ class CountingProxy:
         if scheme != "http" or host not in LOOPBACK:
             await self._refuse(client_w, target)
             return
-        kept = [(k, v) for k, v in headers
-                if k.lower() not in ("connection", "proxy-connection", "keep-alive")]
+        kept = [
+            (k, v)
+            for k, v in headers
+            if k.lower() not in ("connection", "proxy-connection", "keep-alive")
+        ]
         head = f"{method} {slash}{path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in kept)
         head += "Connection: close\r\n\r\n"
         server_r, server_w = await asyncio.open_connection(host, port, limit=CHUNK)

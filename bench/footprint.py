@@ -35,18 +35,30 @@ PLATFORM = "linux/amd64"
 AMD64 = "sys_platform == 'linux' and platform_machine == 'x86_64'"
 LOCAL = {"project_name": "Footprint Bench", "python_version": "3.11", "lock_platforms": [PLATFORM]}
 SCENARIOS = {
-    "guide's stack": {"ml_libraries": ["torch", "sentence-transformers"],
-                   "vector_store": "chromadb", "torch_installer": "uv"},
+    "guide's stack": {
+        "ml_libraries": ["torch", "sentence-transformers"],
+        "vector_store": "chromadb",
+        "torch_installer": "uv",
+    },
     "template defaults": {},
-    "all libraries": {"ml_libraries": ["torch", "torchvision", "torchaudio",
-                                       "sentence-transformers", "transformers", "scikit-learn"],
-                      "vector_store": "qdrant", "torch_installer": "uv"},
+    "all libraries": {
+        "ml_libraries": [
+            "torch",
+            "torchvision",
+            "torchaudio",
+            "sentence-transformers",
+            "transformers",
+            "scikit-learn",
+        ],
+        "vector_store": "qdrant",
+        "torch_installer": "uv",
+    },
 }
 TIMED_SCENARIO = "template defaults"
 NAIVE_UV = f'\n[tool.uv]\nenvironments = ["{AMD64}"]\n'
 # "Fix 2" of the Docker build-speed guide this template started from: its [tool.uv] snippet,
 # verbatim (uv refuses it: the sources name an index it never declares).
-GUIDE_UV = '''
+GUIDE_UV = """
 [tool.uv]
 # Configure UV to prefer CPU-only packages for containers
 index-strategy = "unsafe-best-match"
@@ -59,7 +71,7 @@ extra-index-url = [
 torch = { index = "pytorch-cpu" }
 torchvision = { index = "pytorch-cpu" }
 torchaudio = { index = "pytorch-cpu" }
-'''
+"""
 
 
 def load(path: Path):
@@ -98,8 +110,16 @@ def render(src: Path, dst: Path, data: dict | None = None, tasks: bool = False) 
     """`copier copy` through the API, as the tests do; output goes to dst's sibling log."""
     with warnings.catch_warnings(), output_to(dst.with_name(dst.name + ".log")):
         warnings.simplefilter("ignore")  # DirtyLocalWarning: uncommitted edits are meant
-        run_copy(str(src), dst, data=data or {}, defaults=True, unsafe=True, vcs_ref="HEAD",
-                 skip_tasks=not tasks, quiet=True)
+        run_copy(
+            str(src),
+            dst,
+            data=data or {},
+            defaults=True,
+            unsafe=True,
+            vcs_ref="HEAD",
+            skip_tasks=not tasks,
+            quiet=True,
+        )
     return dst
 
 
@@ -113,8 +133,9 @@ def lock_report():
 
 
 def uv_lock(project: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([UV, "lock"], cwd=project, capture_output=True, text=True,
-                          timeout=900, check=False)
+    return subprocess.run(
+        [UV, "lock"], cwd=project, capture_output=True, text=True, timeout=900, check=False
+    )
 
 
 def uv_message(output: str) -> str:
@@ -125,8 +146,12 @@ def uv_message(output: str) -> str:
 
 def footprint(project: Path) -> dict:
     info = lock_report().load_report(project, [PLATFORM])["platforms"][PLATFORM]
-    return {"packages": info["packages"], "gpu": len(info["gpu_packages"]),
-            "mb": round(info["download_bytes"] / 1e6, 1), "unknown_size": info["unknown_size"]}
+    return {
+        "packages": info["packages"],
+        "gpu": len(info["gpu_packages"]),
+        "mb": round(info["download_bytes"] / 1e6, 1),
+        "unknown_size": info["unknown_size"],
+    }
 
 
 def dependencies(project: Path) -> list[str]:
@@ -140,7 +165,9 @@ def throwaway(folder: Path, deps: list[str], tool_uv: str) -> Path:
     listed = "".join(f'    "{dep}",\n' for dep in deps)
     (folder / "pyproject.toml").write_text(
         f'[project]\nname = "{folder.name}"\nversion = "0"\nrequires-python = "==3.11.*"\n'
-        f"dependencies = [\n{listed}]\n{tool_uv}", encoding="utf-8")
+        f"dependencies = [\n{listed}]\n{tool_uv}",
+        encoding="utf-8",
+    )
     return folder
 
 
@@ -204,14 +231,19 @@ def measure_times(answers: dict, runs: int, work: Path) -> dict:
     """Median seconds per step; steps alternate within a round so load drift hits all alike."""
     base = one_file_template(work / "one-file")
     lock_only = render(ROOT, work / "lock-only", answers)
-    samples: dict[str, list[float]] = {"baseline": [], "render": [], "render_lock": [],
-                                       "uv_lock": []}
+    samples: dict[str, list[float]] = {
+        "baseline": [],
+        "render": [],
+        "render_lock": [],
+        "uv_lock": [],
+    }
     for run in range(runs + 1):  # round 0 warms uv's cache and Python's imports; dropped
         steps = {
             "baseline": functools.partial(render, base, work / f"baseline-{run}"),
             "render": functools.partial(render, ROOT, work / f"render-{run}", answers),
-            "render_lock": functools.partial(render, ROOT, work / f"render-lock-{run}", answers,
-                                             tasks=True),
+            "render_lock": functools.partial(
+                render, ROOT, work / f"render-lock-{run}", answers, tasks=True
+            ),
             "uv_lock": functools.partial(relock, lock_only),
         }
         for step, action in steps.items():
@@ -227,18 +259,29 @@ def judge(rows: dict, times: dict) -> list[dict]:
     render_ratio = times["render"] / times["baseline"]
     added = times["render_lock"] - times["render"]
     goals = [
-        {"goal": f"naive/generated MB >= 8x on the guide's stack ({label})",
-         "pass": (guide[key] or 0) >= 8, "value": f"{guide[key] or 0:.2f}x"}
+        {
+            "goal": f"naive/generated MB >= 8x on the guide's stack ({label})",
+            "pass": (guide[key] or 0) >= 8,
+            "value": f"{guide[key] or 0:.2f}x",
+        }
         for key, label in (("ratio_naive", "same pins"), ("ratio_naive_unpinned", "unpinned"))
     ]
     return goals + [
-        {"goal": "zero GPU packages in every generated lock",
-         "pass": all(count == 0 for count in gpu.values()), "value": str(gpu)},
-        {"goal": "render alone <= 1.5x the baseline copy", "pass": render_ratio <= 1.5,
-         "value": f"{render_ratio:.2f}x"},
-        {"goal": "render + lock - render <= uv lock + 1 s",
-         "pass": added <= times["uv_lock"] + 1,
-         "value": f"{added:.2f} s <= {times['uv_lock'] + 1:.2f} s"},
+        {
+            "goal": "zero GPU packages in every generated lock",
+            "pass": all(count == 0 for count in gpu.values()),
+            "value": str(gpu),
+        },
+        {
+            "goal": "render alone <= 1.5x the baseline copy",
+            "pass": render_ratio <= 1.5,
+            "value": f"{render_ratio:.2f}x",
+        },
+        {
+            "goal": "render + lock - render <= uv lock + 1 s",
+            "pass": added <= times["uv_lock"] + 1,
+            "value": f"{added:.2f} s <= {times['uv_lock'] + 1:.2f} s",
+        },
     ]
 
 
@@ -254,21 +297,38 @@ def ratio(value: float | None) -> str:
 
 
 def footprint_table(rows: dict) -> list[str]:
-    lines = ["| scenario | naive, same pins | naive, unpinned | guide's snippet | generated "
-             "| naive/generated (pinned, unpinned) |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| scenario | naive, same pins | naive, unpinned | guide's snippet | generated "
+        "| naive/generated (pinned, unpinned) |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, row in rows.items():
         guide = f"refused: {row['guide']['error']}" if "error" in row["guide"] else "accepted (!)"
         ratios = f"{ratio(row['ratio_naive'])}, {ratio(row['ratio_naive_unpinned'])}"
-        lines.append("| " + " | ".join([name, cell(row["naive"]), cell(row["naive_unpinned"]),
-                                        guide, cell(row["generated"]), ratios]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    name,
+                    cell(row["naive"]),
+                    cell(row["naive_unpinned"]),
+                    guide,
+                    cell(row["generated"]),
+                    ratios,
+                ]
+            )
+            + " |"
+        )
     return lines
 
 
 def time_table(times: dict, runs: int) -> list[str]:
-    labels = {"baseline": "`copier copy` of a one-file template (baseline)",
-              "render": "render alone (skip_tasks=True)",
-              "render_lock": "render + lock (tasks on)",
-              "uv_lock": "`uv lock` alone, on the rendered project"}
+    labels = {
+        "baseline": "`copier copy` of a one-file template (baseline)",
+        "render": "render alone (skip_tasks=True)",
+        "render_lock": "render + lock (tasks on)",
+        "uv_lock": "`uv lock` alone, on the rendered project",
+    }
     lines = [f"| step (median of {runs}, warm uv cache) | seconds | x baseline |", "|---|--:|--:|"]
     for step, label in labels.items():
         lines.append(f"| {label} | {times[step]:.2f} | {times[step] / times['baseline']:.2f} |")
@@ -278,9 +338,13 @@ def time_table(times: dict, runs: int) -> list[str]:
 def versions() -> dict:
     uv = subprocess.run([UV, "--version"], capture_output=True, text=True, check=False)
     torch = MIRROR.real_torch_wheel()
-    return {"copier": importlib.metadata.version("copier"), "uv": uv.stdout.split()[1],
-            "python": sys.version.split()[0], "load_average": round(os.getloadavg()[0], 1),
-            "mirror_torch": f"real {torch.name}" if torch else "synthetic"}
+    return {
+        "copier": importlib.metadata.version("copier"),
+        "uv": uv.stdout.split()[1],
+        "python": sys.version.split()[0],
+        "load_average": round(os.getloadavg()[0], 1),
+        "mirror_torch": f"real {torch.name}" if torch else "synthetic",
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,16 +359,23 @@ def main(argv: list[str] | None = None) -> int:
         times = measure_times(answers[TIMED_SCENARIO], args.runs, work)
     goals = judge(rows, times)
     info = versions()
-    print(f"Footprint, Python 3.11, {PLATFORM}; copier {info['copier']}, uv {info['uv']}; "
-          f"CPU index: local mirror ({info['mirror_torch']}; torchvision/torchaudio synthetic); "
-          f"load average {info['load_average']}")
+    print(
+        f"Footprint, Python 3.11, {PLATFORM}; copier {info['copier']}, uv {info['uv']}; "
+        f"CPU index: local mirror ({info['mirror_torch']}; torchvision/torchaudio synthetic); "
+        f"load average {info['load_average']}"
+    )
     print("\n".join(footprint_table(rows)), end="\n\n")
     print(f"Time, scenario '{TIMED_SCENARIO}'")
     print("\n".join(time_table(times, args.runs)), end="\n\n")
     for goal in goals:
         print(f"{'PASS' if goal['pass'] else 'FAIL'}  {goal['goal']}  ({goal['value']})")
-    result = {"versions": info, "runs": args.runs, "scenarios": rows, "times": times,
-              "goals": goals}
+    result = {
+        "versions": info,
+        "runs": args.runs,
+        "scenarios": rows,
+        "times": times,
+        "goals": goals,
+    }
     print("BENCH " + json.dumps(result, separators=(",", ":")))
     return 0
 

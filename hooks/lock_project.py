@@ -141,17 +141,36 @@ def shorten(uv_output: str, limit: int = 8) -> str:
 
 
 NETWORK_SIGNS = (
-    "failed to fetch", "error sending request", "connection refused", "dns error",
-    "tcp connect error", "timed out", "timeout", "server error", "status code 5",
-    "503", "502", "504", "request failed after", "error decoding response body",
-    "connection closed", "connection reset", "failed to read from", "network",
-    "could not connect", "unexpected eof", "incomplete message",
+    "failed to fetch",
+    "error sending request",
+    "connection refused",
+    "dns error",
+    "tcp connect error",
+    "timed out",
+    "timeout",
+    "server error",
+    "status code 5",
+    "503",
+    "502",
+    "504",
+    "request failed after",
+    "error decoding response body",
+    "connection closed",
+    "connection reset",
+    "failed to read from",
+    "network",
+    "could not connect",
+    "unexpected eof",
+    "incomplete message",
 )
 
 
 AUTH_SIGNS = (
-    "lack of valid authentication credentials", "401 unauthorized", "403 forbidden",
-    "missing credentials", "no credentials",
+    "lack of valid authentication credentials",
+    "401 unauthorized",
+    "403 forbidden",
+    "missing credentials",
+    "no credentials",
 )
 
 
@@ -323,8 +342,11 @@ def lock(project: Path, index: Index) -> Failure | None:
         return failure
     report_status = show_report(project, uv)
     if conda_failure is not None:  # the cause of any overlap the report found
-        return Failure(conda_failure.summary(), next_step=conda_failure.next_step,
-                       lock_state=conda_layer.STALE_PINS)
+        return Failure(
+            conda_failure.summary(),
+            next_step=conda_failure.next_step,
+            lock_state=conda_layer.STALE_PINS,
+        )
     if report_status == 1:
         return Failure(
             "the lock is not CPU-only, or both layers install a package (see the problems above)",

@@ -17,12 +17,20 @@ from tests.support.mirror import build_mirror, describe_torch_wheel
 # No "explain" phase: on a failure it re-runs the example over a hundred times under coverage,
 # which takes minutes when each example renders a project; the shrunk example is what matters.
 settings.register_profile(
-    "ci", max_examples=200, derandomize=True, database=None, deadline=None, print_blob=True,
+    "ci",
+    max_examples=200,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=True,
     suppress_health_check=[HealthCheck.too_slow],
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
 )
 settings.register_profile(
-    "thorough", parent=settings.get_profile("ci"), max_examples=2000, derandomize=False,
+    "thorough",
+    parent=settings.get_profile("ci"),
+    max_examples=2000,
+    derandomize=False,
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 

@@ -150,14 +150,30 @@ def test_buildkit_plain_progress_gives_each_step_its_time():
         "exporting to image",
     ]
     assert [(step.seconds, step.cached) for step in steps] == [
-        (None, False), (0.0, False), (21.4, False), (30.2, False), (None, True), (8.2, False)]
+        (None, False),
+        (0.0, False),
+        (21.4, False),
+        (30.2, False),
+        (None, True),
+        (8.2, False),
+    ]
     assert [step.seconds for step in bench.slowest(steps, 2)] == [30.2, 21.4]
 
 
-BEFORE = {"cold_seconds": 300.0, "link_seconds": 530.0, "bytes_down": 3_230_000_000,
-          "image_bytes": 6_600_000_000, "rebuild_seconds": 0.8}
-GENERATED = {"cold_seconds": 60.0, "link_seconds": 80.0, "bytes_down": 400_000_000,
-             "image_bytes": 1_200_000_000, "rebuild_seconds": 9.0}
+BEFORE = {
+    "cold_seconds": 300.0,
+    "link_seconds": 530.0,
+    "bytes_down": 3_230_000_000,
+    "image_bytes": 6_600_000_000,
+    "rebuild_seconds": 0.8,
+}
+GENERATED = {
+    "cold_seconds": 60.0,
+    "link_seconds": 80.0,
+    "bytes_down": 400_000_000,
+    "image_bytes": 1_200_000_000,
+    "rebuild_seconds": 9.0,
+}
 
 
 def test_the_link_time_swaps_the_measured_download_for_the_link_s():
@@ -183,12 +199,16 @@ def test_a_missed_target_is_reported_as_a_miss():
     assert lines[2][1].endswith("(9.0 s / 60 s = 15.0%)")
     slower = {**GENERATED, "link_seconds": 200.0, "image_bytes": 2_000_000_000}
     assert [passed for passed, _ in bench.verdicts(BEFORE, slower, "100 Mbit/s")][:2] == [
-        False, False]
+        False,
+        False,
+    ]
 
 
 def test_a_step_reads_as_one_short_line():
-    name = ("[app 2/3] RUN --mount=from=uv,source=/uv,target=/usr/local/bin/uv     "
-            "--mount=type=cache,target=/root/.cache/uv     uv sync --locked --no-install-project")
+    name = (
+        "[app 2/3] RUN --mount=from=uv,source=/uv,target=/usr/local/bin/uv     "
+        "--mount=type=cache,target=/root/.cache/uv     uv sync --locked --no-install-project"
+    )
     assert bench.step_label(name) == "[app 2/3] RUN uv sync --locked --no-install-project"
     long = bench.step_label("[conda 3/3] RUN " + "x" * 200 + " micromamba install | tee")
     assert len(long) <= 80 and long.startswith("[conda 3/3] RUN x")
@@ -200,18 +220,25 @@ WARM_UV = "#12 0.828 Prepared 4 packages in 1.65s\n#12 2.067 Installed 91 packag
 
 
 def test_a_uv_step_that_installs_more_than_it_fetched_was_not_cold():
-    assert bench.warm_installs(COLD_UV + "#13 0.099 Prepared 1 package in 9ms\n"
-                               "#13 0.105 Installed 1 package in 3ms\n") == []
+    assert (
+        bench.warm_installs(
+            COLD_UV + "#13 0.099 Prepared 1 package in 9ms\n#13 0.105 Installed 1 package in 3ms\n"
+        )
+        == []
+    )
     assert bench.warm_installs(WARM_UV) == ["#12: prepared 4, installed 91"]
     assert bench.warm_installs("#13 0.5 Installed 1 package in 3ms\n") == [
-        "#13: prepared 0, installed 1"]
+        "#13: prepared 0, installed 1"
+    ]
 
 
 def test_uv_says_where_its_step_spent_the_time():
     log = COLD_UV + "#12 26.66 Bytecode compiled 14996 files in 19.59s\n#12 DONE 27.5s\n"
-    assert bench.uv_phases(log) == ["#12 Prepared 91 packages in 3.65s",
-                                    "#12 Installed 91 packages in 3.23s",
-                                    "#12 Bytecode compiled 14996 files in 19.59s"]
+    assert bench.uv_phases(log) == [
+        "#12 Prepared 91 packages in 3.65s",
+        "#12 Installed 91 packages in 3.23s",
+        "#12 Bytecode compiled 14996 files in 19.59s",
+    ]
 
 
 def test_the_conda_lock_says_what_a_cold_conda_step_fetches(tmp_path):
@@ -220,6 +247,8 @@ def test_the_conda_lock_says_what_a_cold_conda_step_fetches(tmp_path):
     (tmp_path / "noarch").mkdir()
     (tmp_path / "noarch" / "sympy-1.13.3-0.tar.bz2").write_bytes(b"y" * 20)
     url = "http://127.0.0.1:8000"
-    lock = (f"# platform: linux-64\n@EXPLICIT\n{url}/linux-64/pytorch-2.13.0-0.tar.bz2#{'a' * 64}\n"
-            f"{url}/noarch/sympy-1.13.3-0.tar.bz2#{'b' * 64}\n")
+    lock = (
+        f"# platform: linux-64\n@EXPLICIT\n{url}/linux-64/pytorch-2.13.0-0.tar.bz2#{'a' * 64}\n"
+        f"{url}/noarch/sympy-1.13.3-0.tar.bz2#{'b' * 64}\n"
+    )
     assert bench.explicit_lock_bytes(lock, url + "/", tmp_path) == 320

@@ -62,18 +62,32 @@ def answers(mirror_url: str, channel_url: str, name: str = "default", **override
 
 def run_hook(project: Path, *extra: str, strict: bool = True) -> subprocess.CompletedProcess:
     env = {**UV_ENV, "ML_TEMPLATE_STRICT": "1" if strict else "0"}
-    return subprocess.run([sys.executable, str(HOOK), "--project", str(project), *extra],
-                          env=env, capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [sys.executable, str(HOOK), "--project", str(project), *extra],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def conda_lock_script(project: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["uv", "run", "--quiet", "--script", "scripts/conda_lock.py", *args],
-                          cwd=project, env=UV_ENV, capture_output=True, text=True, check=False)
+    return subprocess.run(
+        ["uv", "run", "--quiet", "--script", "scripts/conda_lock.py", *args],
+        cwd=project,
+        env=UV_ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def digest_tree(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def locked_records(project: Path, channel: Path, lock: str = AMD64) -> dict[str, dict]:
@@ -150,9 +164,14 @@ def test_bad_channel_is_refused_with_a_short_clear_message(tmp_path, value, rule
     assert not destination.exists()
 
 
-@pytest.mark.parametrize("value", [
-    "conda-forge/label/dev", "https://mirror.example/conda-forge", "http://[::1]:8080/ch",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "conda-forge/label/dev",
+        "https://mirror.example/conda-forge",
+        "http://[::1]:8080/ch",
+    ],
+)
 def test_channel_names_and_urls_reach_environment_yml(tmp_path, value):
     project = render(tmp_path / "project", answers_for("default", conda_channel=value))
     channels = yaml.safe_load((project / "environment.yml").read_text())["channels"]
@@ -194,8 +213,20 @@ def default_project(tmp_path_factory, mirror_url, channel_url) -> Path:
 
 def test_copy_writes_the_conda_lock_from_the_channel(default_project, channel):
     records = locked_records(default_project, channel)
-    assert {"python", "pytorch", "pytorch-cpu", "sympy", "networkx", "mpmath", "filelock",
-            "jinja2", "markupsafe", "fsspec", "typing_extensions", "setuptools"} == set(records)
+    assert {
+        "python",
+        "pytorch",
+        "pytorch-cpu",
+        "sympy",
+        "networkx",
+        "mpmath",
+        "filelock",
+        "jinja2",
+        "markupsafe",
+        "fsspec",
+        "typing_extensions",
+        "setuptools",
+    } == set(records)
     assert records["pytorch"]["build"].startswith("cpu_")
     # The older of each pair the channel carries for lagging images is never picked unpinned.
     for name, version in LAGGING.items():
@@ -215,14 +246,23 @@ def test_uv_lock_agrees_with_the_conda_lock(default_project, channel):
 def test_both_locks_are_fresh(default_project):
     check = conda_lock_script(default_project, "--check")
     assert check.returncode == 0, check.stderr
-    uv_check = subprocess.run(["uv", "lock", "--check"], cwd=default_project, env=UV_ENV,
-                              capture_output=True, text=True, check=False)
+    uv_check = subprocess.run(
+        ["uv", "lock", "--check"],
+        cwd=default_project,
+        env=UV_ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert uv_check.returncode == 0, uv_check.stderr
 
 
 def test_faiss_answers_lock_conda_faiss_and_its_numpy(tmp_path, mirror_url, channel_url, channel):
-    project = render(tmp_path / "project",
-                     answers(mirror_url, channel_url, "faiss-conda-sklearn-313"), tasks=True)
+    project = render(
+        tmp_path / "project",
+        answers(mirror_url, channel_url, "faiss-conda-sklearn-313"),
+        tasks=True,
+    )
     shared = assert_layers_agree(project, channel)
     assert shared["faiss-cpu"] == VERSIONS["faiss-cpu"]  # PyPI's newest is 1.15.1
     assert shared["numpy"] == VERSIONS["numpy"]
@@ -230,12 +270,14 @@ def test_faiss_answers_lock_conda_faiss_and_its_numpy(tmp_path, mirror_url, chan
 
 
 def make(project: Path, target: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", target], cwd=project, env=UV_ENV, capture_output=True,
-                          text=True, check=False)
+    return subprocess.run(
+        ["make", target], cwd=project, env=UV_ENV, capture_output=True, text=True, check=False
+    )
 
 
-def test_make_verify_names_a_stale_lock_and_make_lock_freshens_both(default_project, tmp_path,
-                                                                    channel):
+def test_make_verify_names_a_stale_lock_and_make_lock_freshens_both(
+    default_project, tmp_path, channel
+):
     project = shutil.copytree(default_project, tmp_path / "project")
     environment = project / "environment.yml"
     environment.write_text(environment.read_text() + "  - numpy\n")
@@ -266,9 +308,14 @@ def test_check_names_pins_edited_by_hand(default_project, tmp_path):
 
 
 def lock_report(project: Path) -> tuple[int, dict]:
-    result = subprocess.run(["uv", "run", "--quiet", "--script", "scripts/lock_report.py",
-                             "--json"], cwd=project, env=UV_ENV, capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run(
+        ["uv", "run", "--quiet", "--script", "scripts/lock_report.py", "--json"],
+        cwd=project,
+        env=UV_ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode in (0, 1), result.stderr
     return result.returncode, json.loads(result.stdout)
 
@@ -284,9 +331,14 @@ def test_lock_report_shows_both_layers_and_no_overlap(default_project, channel):
     assert layers["overlaps"] == []
     shared = python_distributions(records).keys() & uv_versions(default_project).keys()
     assert layers["uv"]["packages"] == amd64["packages"] - len(shared)
-    text = subprocess.run(["uv", "run", "--quiet", "--script", "scripts/lock_report.py"],
-                          cwd=default_project, env=UV_ENV, capture_output=True, text=True,
-                          check=False).stdout
+    text = subprocess.run(
+        ["uv", "run", "--quiet", "--script", "scripts/lock_report.py"],
+        cwd=default_project,
+        env=UV_ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
     assert f"{len(records)} pkgs" in text and "overlaps" in text
 
 
@@ -296,8 +348,14 @@ def test_lock_report_flags_a_package_both_layers_would_install(default_project, 
     pyproject = tomlkit.parse((project / "pyproject.toml").read_text())
     pyproject["tool"]["uv"]["constraint-dependencies"] = tomlkit.array()
     (project / "pyproject.toml").write_text(tomlkit.dumps(pyproject))
-    relock = subprocess.run(["uv", "lock", "--upgrade-package", "sympy"], cwd=project,
-                            env=UV_ENV, capture_output=True, text=True, check=False)
+    relock = subprocess.run(
+        ["uv", "lock", "--upgrade-package", "sympy"],
+        cwd=project,
+        env=UV_ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert relock.returncode == 0, relock.stderr
     newer = uv_versions(project)["sympy"]
     assert newer != {VERSIONS["sympy"]}, "PyPI's sympy is no newer: the check proves nothing"
@@ -305,8 +363,9 @@ def test_lock_report_flags_a_package_both_layers_would_install(default_project, 
     assert status == 1
     overlaps = report["platforms"]["linux/amd64"]["layers"]["overlaps"]
     assert f"sympy (conda {VERSIONS['sympy']}, uv {newer.pop()})" in overlaps
-    assert any("both install sympy" in problem and "make lock" in problem
-               for problem in report["problems"])
+    assert any(
+        "both install sympy" in problem and "make lock" in problem for problem in report["problems"]
+    )
 
 
 # --------------------------------------------------------------------------- faults
@@ -349,12 +408,19 @@ def test_unsatisfiable_spec_is_named_and_the_old_lock_kept(default_project, tmp_
     assert f"Next, run:  cd {project} && make lock" in result.stdout
 
 
-@pytest.mark.parametrize(("file", "edit", "message"), [
-    ("environment.yml", lambda t: "<<<<<<< before updating\n" + t, "merge conflict markers"),
-    ("environment.yml", lambda t: t + "  - pip:\n    - six\n", "put PyPI packages in pyproject"),
-    ("environment.yml", lambda t: t + "  - ]\n", "environment.yml is not valid YAML"),
-    ("pyproject.toml", lambda t: t + "[[[\n", "pyproject.toml is not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("file", "edit", "message"),
+    [
+        ("environment.yml", lambda t: "<<<<<<< before updating\n" + t, "merge conflict markers"),
+        (
+            "environment.yml",
+            lambda t: t + "  - pip:\n    - six\n",
+            "put PyPI packages in pyproject",
+        ),
+        ("environment.yml", lambda t: t + "  - ]\n", "environment.yml is not valid YAML"),
+        ("pyproject.toml", lambda t: t + "[[[\n", "pyproject.toml is not valid TOML"),
+    ],
+)
 def test_bad_input_is_named_and_changes_nothing(default_project, tmp_path, file, edit, message):
     project = shutil.copytree(default_project, tmp_path / "project")
     (project / file).write_text(edit((project / file).read_text()))
@@ -368,9 +434,16 @@ def test_bad_input_is_named_and_changes_nothing(default_project, tmp_path, file,
 
 def test_a_platform_the_channel_lacks_writes_no_lock_at_all(tmp_path, mirror_url, channel_url):
     # Without torch, uv locks both platforms; the channel has no linux-aarch64 packages.
-    project = render(tmp_path / "project", answers(
-        mirror_url, channel_url, ml_libraries=[], vector_store="none",
-        lock_platforms=["linux/amd64", "linux/arm64"]))
+    project = render(
+        tmp_path / "project",
+        answers(
+            mirror_url,
+            channel_url,
+            ml_libraries=[],
+            vector_store="none",
+            lock_platforms=["linux/amd64", "linux/arm64"],
+        ),
+    )
     before = digest_tree(project)
     result = run_hook(project)
     assert result.returncode == 1
@@ -383,15 +456,24 @@ def test_a_platform_the_channel_lacks_writes_no_lock_at_all(tmp_path, mirror_url
 
 # --------------------------------------------------------------------------- copier update
 
-GIT_ENV = {"GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@localhost",
-           "GIT_COMMITTER_NAME": "T", "GIT_COMMITTER_EMAIL": "t@localhost"}
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "T",
+    "GIT_AUTHOR_EMAIL": "t@localhost",
+    "GIT_COMMITTER_NAME": "T",
+    "GIT_COMMITTER_EMAIL": "t@localhost",
+}
 V2_LINE = "# Pinned per platform in conda-<platform>.lock."
 README_LINE = "A line the user added."
 
 
 def git(cwd: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false", *args],
-                   cwd=cwd, env={**os.environ, **GIT_ENV}, check=True, capture_output=True)
+    subprocess.run(
+        ["git", "-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false", *args],
+        cwd=cwd,
+        env={**os.environ, **GIT_ENV},
+        check=True,
+        capture_output=True,
+    )
 
 
 def commit_all(cwd: Path, message: str) -> None:
@@ -399,11 +481,17 @@ def commit_all(cwd: Path, message: str) -> None:
     git(cwd, "commit", "-q", "-m", message)
 
 
-def test_update_relocks_both_layers_and_keeps_user_edits(tmp_path, mirror_url, channel_url,
-                                                         channel):
+def test_update_relocks_both_layers_and_keeps_user_edits(
+    tmp_path, mirror_url, channel_url, channel
+):
     template = tmp_path / "template"
-    shutil.copytree(ROOT, template, ignore=shutil.ignore_patterns(
-        ".venv", ".git", "__pycache__", ".pytest_cache", ".ruff_cache"))
+    shutil.copytree(
+        ROOT,
+        template,
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", "__pycache__", ".pytest_cache", ".ruff_cache"
+        ),
+    )
     git(template, "init", "-q", "-b", "main")
     commit_all(template, "Release 1.0.0")
     git(template, "tag", "v1.0.0")
@@ -413,8 +501,15 @@ def test_update_relocks_both_layers_and_keeps_user_edits(tmp_path, mirror_url, c
     git(template, "tag", "v2.0.0")
 
     project = tmp_path / "project"
-    run_copy(str(template), project, data=answers(mirror_url, channel_url), defaults=True,
-             unsafe=True, vcs_ref="v1.0.0", quiet=True)
+    run_copy(
+        str(template),
+        project,
+        data=answers(mirror_url, channel_url),
+        defaults=True,
+        unsafe=True,
+        vcs_ref="v1.0.0",
+        quiet=True,
+    )
     assert (project / AMD64).exists()
     git(project, "init", "-q", "-b", "main")
     commit_all(project, "Start")
@@ -425,8 +520,9 @@ def test_update_relocks_both_layers_and_keeps_user_edits(tmp_path, mirror_url, c
     commit_all(project, "My edits")
     v1_lock = (project / AMD64).read_text()
 
-    run_update(str(project), vcs_ref="v2.0.0", defaults=True, overwrite=True, unsafe=True,
-               quiet=True)
+    run_update(
+        str(project), vcs_ref="v2.0.0", defaults=True, overwrite=True, unsafe=True, quiet=True
+    )
 
     assert README_LINE in (project / "README.md").read_text()
     environment_text = user_environment.read_text()
@@ -434,7 +530,13 @@ def test_update_relocks_both_layers_and_keeps_user_edits(tmp_path, mirror_url, c
     assert (project / AMD64).read_text() != v1_lock
     assert "numpy" in locked_records(project, channel)
     assert conda_lock_script(project, "--check").returncode == 0
-    uv_check = subprocess.run(["uv", "lock", "--check"], cwd=project, env=UV_ENV,
-                              capture_output=True, text=True, check=False)
+    uv_check = subprocess.run(
+        ["uv", "lock", "--check"],
+        cwd=project,
+        env=UV_ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert uv_check.returncode == 0, uv_check.stderr
     assert_layers_agree(project, channel)

@@ -89,14 +89,17 @@ def x86_only_mirror(tmp_path_factory) -> Iterator[str]:
 def hook_arguments(project: Path) -> list[str]:
     """What copier.yml's task tells the hook about the project's index."""
     url = yaml.safe_load((project / ".copier-answers.yml").read_text())["torch_index_url"]
-    return [f"--index-url={url}",
-            f"--index-credentials={INDEX_ENV}_USERNAME and {INDEX_ENV}_PASSWORD"]
+    return [
+        f"--index-url={url}",
+        f"--index-credentials={INDEX_ENV}_USERNAME and {INDEX_ENV}_PASSWORD",
+    ]
 
 
 def digest_tree(folder: Path) -> dict[str, str]:
     return {
         str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(folder.rglob("*")) if path.is_file()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
     }
 
 
@@ -108,7 +111,8 @@ def without_conda_locks(files: dict[str, str]) -> dict[str, str]:
 def listing_outside(nest: Path, project: Path) -> list[str]:
     """Everything under the project's parent that is not inside the project."""
     return sorted(
-        str(path.relative_to(nest)) for path in nest.rglob("*")
+        str(path.relative_to(nest))
+        for path in nest.rglob("*")
         if path != project and project not in path.parents
     )
 
@@ -162,13 +166,29 @@ class Case:
                 env[key] = value
         return env
 
-    def start(self, *, prefix: tuple[str, ...] = (), new_session: bool = False,
-              python: str = sys.executable, **env: str | None) -> subprocess.Popen:
+    def start(
+        self,
+        *,
+        prefix: tuple[str, ...] = (),
+        new_session: bool = False,
+        python: str = sys.executable,
+        **env: str | None,
+    ) -> subprocess.Popen:
         self.process = subprocess.Popen(
-            [*prefix, python, str(HOOK), "--project", str(self.project),
-             *hook_arguments(self.project)],
-            cwd=self.nest, env=self.env(**env), stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, start_new_session=new_session,
+            [
+                *prefix,
+                python,
+                str(HOOK),
+                "--project",
+                str(self.project),
+                *hook_arguments(self.project),
+            ],
+            cwd=self.nest,
+            env=self.env(**env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=new_session,
         )
         return self.process
 
@@ -200,14 +220,17 @@ class Case:
         for other, phrase in CLASSES.items():
             if other != kind:
                 assert phrase not in self.output, f"{kind} reported as {other} {where}"
-        assert f"Your project in {self.project} is kept and complete; uv.lock is absent." \
-            in self.output, where
+        assert (
+            f"Your project in {self.project} is kept and complete; uv.lock is absent."
+            in self.output
+        ), where
         next_step = "uv python install" if kind == "python" else "uv lock"
         assert f"Next, run:  cd {self.project} && {next_step}" in self.output, where
 
 
-def run_both(root: Path, answers: dict, python: str = sys.executable,
-             **env: str | None) -> list[Case]:
+def run_both(
+    root: Path, answers: dict, python: str = sys.executable, **env: str | None
+) -> list[Case]:
     """Normal and strict mode at once, each on its own copy of the project."""
     cases = [Case.render(root, strict, answers) for strict in (False, True)]
     for case in cases:
@@ -217,8 +240,10 @@ def run_both(root: Path, answers: dict, python: str = sys.executable,
 
 def python_310() -> str | None:
     """A Python 3.10 interpreter, the oldest the hook supports, if this machine has one."""
-    candidates = [shutil.which("python3.10"),
-                  *map(str, sorted(Path.home().glob(".pyenv/versions/3.10*/bin/python3.10")))]
+    candidates = [
+        shutil.which("python3.10"),
+        *map(str, sorted(Path.home().glob(".pyenv/versions/3.10*/bin/python3.10"))),
+    ]
     for candidate in filter(None, candidates):
         check = "import sys; assert sys.version_info[:2] == (3, 10)"
         probe = subprocess.run([candidate, "-c", check], capture_output=True, check=False)
@@ -254,18 +279,25 @@ def test_control_a_healthy_index_locks(tmp_path, index_files, interpreter):
 def test_private_index_without_credentials(tmp_path, index_files):
     """A 401 from the index is named as such, with the variables uv reads credentials from."""
     with IndexServer(index_files, auth=("ci-user", "s3cr3t")) as server:
-        cases = run_both(tmp_path, probe_answers(server.url),
-                         UV_INDEX_PYTORCH_CPU_USERNAME=None, UV_INDEX_PYTORCH_CPU_PASSWORD=None)
+        cases = run_both(
+            tmp_path,
+            probe_answers(server.url),
+            UV_INDEX_PYTORCH_CPU_USERNAME=None,
+            UV_INDEX_PYTORCH_CPU_PASSWORD=None,
+        )
     for case in cases:
         case.check("auth")
         assert "UV_INDEX_PYTORCH_CPU_USERNAME and UV_INDEX_PYTORCH_CPU_PASSWORD" in case.output
 
 
-@pytest.mark.parametrize(("fault", "kind", "uv_words"), [
-    ("503", "network", "503 Service Unavailable"),
-    ("truncated", "network", "end of file before message length reached"),
-    ("404", "missing", "torch was not found in the package registry"),
-])
+@pytest.mark.parametrize(
+    ("fault", "kind", "uv_words"),
+    [
+        ("503", "network", "503 Service Unavailable"),
+        ("truncated", "network", "end of file before message length reached"),
+        ("404", "missing", "torch was not found in the package registry"),
+    ],
+)
 def test_index_fault(tmp_path, index_files, fault, kind, uv_words):
     with IndexServer(index_files, fault) as server:
         cases = run_both(tmp_path, probe_answers(server.url))
@@ -278,8 +310,7 @@ def test_index_fault(tmp_path, index_files, fault, kind, uv_words):
 def test_index_slower_than_the_lock_timeout(tmp_path, index_files):
     with IndexServer(index_files, "slow", delay=120) as server:
         started = time.monotonic()
-        cases = run_both(tmp_path, probe_answers(server.url),
-                         ML_TEMPLATE_LOCK_TIMEOUT=SLOW_TIMEOUT)
+        cases = run_both(tmp_path, probe_answers(server.url), ML_TEMPLATE_LOCK_TIMEOUT=SLOW_TIMEOUT)
         elapsed = time.monotonic() - started
         assert server.stalled.is_set()
     assert elapsed < 60, "the hook did not stop uv at its timeout"
@@ -295,12 +326,12 @@ def test_unreachable_index(tmp_path):
 
 def test_uv_missing(tmp_path, x86_only_mirror):
     path = os.pathsep.join(
-        folder for folder in os.environ.get("PATH", "").split(os.pathsep)
+        folder
+        for folder in os.environ.get("PATH", "").split(os.pathsep)
         if folder and not (Path(folder) / "uv").exists()
     )
     assert shutil.which("uv", path=path) is None
-    for case in run_both(tmp_path, probe_answers(x86_only_mirror),
-                         PATH=path, UV=None):
+    for case in run_both(tmp_path, probe_answers(x86_only_mirror), PATH=path, UV=None):
         case.check("no-uv")
         assert "once uv is installed" in case.output
 
@@ -308,10 +339,14 @@ def test_uv_missing(tmp_path, x86_only_mirror):
 def test_python_missing_and_not_downloadable(tmp_path, x86_only_mirror):
     """uv must fetch the project's Python and cannot: not an index problem."""
     dead_mirror = closed_port_url().removesuffix("/simple")
-    for case in run_both(tmp_path, probe_answers(x86_only_mirror),
-                         UV_PYTHON_PREFERENCE="only-managed",
-                         UV_PYTHON_INSTALL_DIR=str(tmp_path / "no-pythons"),
-                         UV_PYTHON_INSTALL_MIRROR=dead_mirror, UV_PYTHON_DOWNLOADS="automatic"):
+    for case in run_both(
+        tmp_path,
+        probe_answers(x86_only_mirror),
+        UV_PYTHON_PREFERENCE="only-managed",
+        UV_PYTHON_INSTALL_DIR=str(tmp_path / "no-pythons"),
+        UV_PYTHON_INSTALL_MIRROR=dead_mirror,
+        UV_PYTHON_DOWNLOADS="automatic",
+    ):
         case.check("python")
         assert "uv python install" in case.output
 
@@ -352,24 +387,28 @@ def read_only_prefix(project: Path) -> tuple[str, ...] | None:
     prefix = ("unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(project))
     if shutil.which("unshare") is None:
         return None
-    probe = subprocess.run([*prefix, "sh", "-c", f'! touch "{project}/.probe"'],
-                           capture_output=True, check=False)
+    probe = subprocess.run(
+        [*prefix, "sh", "-c", f'! touch "{project}/.probe"'], capture_output=True, check=False
+    )
     (project / ".probe").unlink(missing_ok=True)
     return prefix if probe.returncode == 0 else None
 
 
 def test_read_only_project(tmp_path, x86_only_mirror):
     """Root ignores file modes, so as root the project is a read-only bind mount instead."""
-    cases = [Case.render(tmp_path, strict, probe_answers(x86_only_mirror))
-             for strict in (False, True)]
+    cases = [
+        Case.render(tmp_path, strict, probe_answers(x86_only_mirror)) for strict in (False, True)
+    ]
     as_root = os.geteuid() == 0
     try:
         for case in cases:
             if as_root:
                 prefix = read_only_prefix(case.project)
                 if prefix is None:
-                    pytest.skip("running as root, and no private read-only bind mount is "
-                                "permitted here (unshare/mount refused), so nothing is read-only")
+                    pytest.skip(
+                        "running as root, and no private read-only bind mount is "
+                        "permitted here (unshare/mount refused), so nothing is read-only"
+                    )
                 case.start(prefix=prefix)
             else:
                 case.project.chmod(0o555)
@@ -414,7 +453,8 @@ def test_copier_keeps_the_project_when_the_index_is_unreachable(tmp_path, monkey
     # a fresh commit id for a template with uncommitted changes on every render.
     assert kept.keys() == reference.keys()
     assert {k: v for k, v in kept.items() if k != ".copier-answers.yml"} == {
-        k: v for k, v in reference.items() if k != ".copier-answers.yml"}
+        k: v for k, v in reference.items() if k != ".copier-answers.yml"
+    }
     recorded = yaml.safe_load((destination / ".copier-answers.yml").read_text())
     assert {k: recorded[k] for k in answers} == answers
     assert sorted(p.name for p in (tmp_path / "nest").iterdir()) == ["project"]
@@ -431,10 +471,22 @@ def test_copier_cli_messages_follow_the_lock_outcome(tmp_path, x86_only_mirror, 
     destination = tmp_path / "project"
     copier = Path(sys.executable).with_name("copier")
     result = subprocess.run(
-        [str(copier), "copy", "--trust", "--defaults", "--vcs-ref", "HEAD",
-         "--data-file", str(answers), str(ROOT), str(destination)],
+        [
+            str(copier),
+            "copy",
+            "--trust",
+            "--defaults",
+            "--vcs-ref",
+            "HEAD",
+            "--data-file",
+            str(answers),
+            str(ROOT),
+            str(destination),
+        ],
         env={**os.environ, "UV_CACHE_DIR": str(tmp_path / "uv-cache"), "ML_TEMPLATE_STRICT": "0"},
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     if index == "unreachable":
@@ -442,7 +494,7 @@ def test_copier_cli_messages_follow_the_lock_outcome(tmp_path, x86_only_mirror, 
         assert "uv.lock is written" not in result.stdout
     else:
         assert "uv.lock is written and CPU-only" in result.stdout
-    message = result.stderr[result.stderr.index("Copier wrote"):]
+    message = result.stderr[result.stderr.index("Copier wrote") :]
     assert "ready" not in message and "docker build" not in message
     assert "uv sync" in message and "make test" in message and "README.md" in message
 

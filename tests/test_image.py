@@ -239,10 +239,19 @@ def test_a_source_edit_reuses_the_dependency_layer_and_a_dependency_change_does_
 
     changed = edited_copy(images, built.project, "dependency-change")
     pyproject = changed / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace(
-        "dependencies = [\n", 'dependencies = [\n    "six>=1.16",\n', 1))
-    lock = subprocess.run(["uv", "lock"], cwd=changed, capture_output=True, text=True,
-                          env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"}, check=False)
+    pyproject.write_text(
+        pyproject.read_text().replace(
+            "dependencies = [\n", 'dependencies = [\n    "six>=1.16",\n', 1
+        )
+    )
+    lock = subprocess.run(
+        ["uv", "lock"],
+        cwd=changed,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"},
+        check=False,
+    )
     assert lock.returncode == 0, lock.stderr
     rebuild = images.build(changed, f"{built.tag}-dependency-change")
     assert rebuild.returncode == 0, rebuild.log[-4000:]
@@ -263,12 +272,28 @@ def test_ingest_then_query_on_a_named_volume_survive_into_a_new_container(images
     env = {f"{built.package.upper()}_EMBEDDER": "hashing"}
     data = f"{volume}:/home/mambauser/data"
     try:
-        ingest = built.run("python", "-m", built.package, "ingest", "/docs", env=env,
-                           volumes=(data, f"{docs}:/docs:ro"))
+        ingest = built.run(
+            "python",
+            "-m",
+            built.package,
+            "ingest",
+            "/docs",
+            env=env,
+            volumes=(data, f"{docs}:/docs:ro"),
+        )
         assert ingest.returncode == 0, ingest.stdout + ingest.stderr
         assert "ingested 2 files" in ingest.stdout
-        query = built.run("python", "-m", built.package, "query", "why do cats purr", "-k", "1",
-                          env=env, volumes=(data,))
+        query = built.run(
+            "python",
+            "-m",
+            built.package,
+            "query",
+            "why do cats purr",
+            "-k",
+            "1",
+            env=env,
+            volumes=(data,),
+        )
         assert query.returncode == 0, query.stdout + query.stderr
         assert "cats.txt" in query.stdout and "dogs.md" not in query.stdout
     finally:
@@ -293,8 +318,7 @@ def test_a_cuda_package_in_the_conda_layer_fails_the_build_at_the_guard(images, 
 @pytest.mark.image
 def test_a_conda_layer_lagging_uv_lock_fails_the_build_at_the_guard(images, stand_ins):
     built = images.get("defaults")
-    result = images.build(built.project, f"{built.tag}-lagging",
-                          MICROMAMBA_IMAGE=stand_ins.lagging)
+    result = images.build(built.project, f"{built.tag}-lagging", MICROMAMBA_IMAGE=stand_ins.lagging)
     assert failed_at_the_guard(result), result.log[-4000:]
     for name in conda_channel.LAGGING:
         assert f"problem: {name} has two owners: conda installed {name}" in result.log, name

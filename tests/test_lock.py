@@ -21,17 +21,37 @@ from tests.support.locks import UV_ENV, locked_package, read_lock
 from tests.support.mirror import build_wheel
 from tests.support.render import ANSWER_SETS, CATALOGUE, answers_for, local_answers, render
 
-AMD64_PY311 = {"sys_platform": "linux", "platform_machine": "x86_64", "python_version": "3.11",
-               "python_full_version": "3.11.7", "platform_system": "Linux", "os_name": "posix",
-               "implementation_name": "cpython", "platform_python_implementation": "CPython"}
+AMD64_PY311 = {
+    "sys_platform": "linux",
+    "platform_machine": "x86_64",
+    "python_version": "3.11",
+    "python_full_version": "3.11.7",
+    "platform_system": "Linux",
+    "os_name": "posix",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+}
 
 
 def would_install(project: Path) -> set[str]:
     """What `uv sync --no-dev` installs on linux/amd64, read with `uv export` (not our report)."""
     exported = subprocess.run(
-        ["uv", "export", "--frozen", "--no-dev", "--no-emit-project", "--no-hashes",
-         "--no-header", "--no-annotate"],
-        cwd=project, env=UV_ENV, capture_output=True, text=True, check=True).stdout
+        [
+            "uv",
+            "export",
+            "--frozen",
+            "--no-dev",
+            "--no-emit-project",
+            "--no-hashes",
+            "--no-header",
+            "--no-annotate",
+        ],
+        cwd=project,
+        env=UV_ENV,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     names = set()
     for line in exported.splitlines():
         if line.strip() and not line.startswith(("#", "-")):
@@ -68,24 +88,34 @@ def test_hook_locks_cpu_torch_and_no_gpu_package(default_project, mirror_url):
 def test_an_upgrade_keeps_torch_on_the_cpu_index(default_project, mirror_url, tmp_path):
     """What dependabot's uv updater runs: `uv lock --upgrade`, every package at its newest."""
     project = shutil.copytree(default_project, tmp_path / "project")
-    upgrade = subprocess.run(["uv", "lock", "--upgrade"], cwd=project, env=UV_ENV,
-                             capture_output=True, text=True)
+    upgrade = subprocess.run(
+        ["uv", "lock", "--upgrade"], cwd=project, env=UV_ENV, capture_output=True, text=True
+    )
     assert upgrade.returncode == 0, upgrade.stderr
     assert_cpu_torch_from(project, mirror_url)
-    report = subprocess.run(["uv", "run", "--script", "scripts/lock_report.py"], cwd=project,
-                            capture_output=True, text=True)
+    report = subprocess.run(
+        ["uv", "run", "--script", "scripts/lock_report.py"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
     assert report.returncode == 0, report.stdout + report.stderr
 
 
 def test_lock_matches_pyproject(default_project):
-    check = subprocess.run(["uv", "lock", "--check"], cwd=default_project, env=UV_ENV,
-                           capture_output=True, text=True)
+    check = subprocess.run(
+        ["uv", "lock", "--check"], cwd=default_project, env=UV_ENV, capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stderr
 
 
 def test_lock_report_ships_and_passes(default_project):
-    report = subprocess.run(["uv", "run", "--script", "scripts/lock_report.py"],
-                            cwd=default_project, capture_output=True, text=True)
+    report = subprocess.run(
+        ["uv", "run", "--script", "scripts/lock_report.py"],
+        cwd=default_project,
+        capture_output=True,
+        text=True,
+    )
     assert report.returncode == 0, report.stdout + report.stderr
     assert "linux/amd64" in report.stdout
 
@@ -94,22 +124,43 @@ def make_prefix(root: Path, conda_packages: dict[str, str]) -> Path:
     """A venv standing in for /opt/conda, with 'conda' builds of the given packages."""
     prefix = root / "opt-conda"
     # The lock is solved for Python 3.11 whatever Python runs the tests.
-    subprocess.run(["uv", "venv", "--python", "3.11", str(prefix)], env=UV_ENV,
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["uv", "venv", "--python", "3.11", str(prefix)], env=UV_ENV, check=True, capture_output=True
+    )
     for name, version in conda_packages.items():
         module = name.replace("-", "_")
-        wheel = build_wheel(root / "conda-wheels", name, version,
-                            {f"{module}/__init__.py": b'BUILT_BY = "conda"\n'},
-                            tag="py3-none-any")
-        subprocess.run(["uv", "pip", "install", "--python", str(prefix / "bin" / "python"),
-                        "--no-deps", str(wheel)], env=UV_ENV, check=True, capture_output=True)
+        wheel = build_wheel(
+            root / "conda-wheels",
+            name,
+            version,
+            {f"{module}/__init__.py": b'BUILT_BY = "conda"\n'},
+            tag="py3-none-any",
+        )
+        subprocess.run(
+            [
+                "uv",
+                "pip",
+                "install",
+                "--python",
+                str(prefix / "bin" / "python"),
+                "--no-deps",
+                str(wheel),
+            ],
+            env=UV_ENV,
+            check=True,
+            capture_output=True,
+        )
     return prefix
 
 
 def installed(prefix: Path) -> dict[str, str]:
     listing = subprocess.run(
         ["uv", "pip", "list", "--python", str(prefix / "bin" / "python"), "--format", "json"],
-        env=UV_ENV, capture_output=True, text=True, check=True).stdout
+        env=UV_ENV,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     import json
 
     return {canonicalize_name(item["name"]): item["version"] for item in json.loads(listing)}
@@ -139,8 +190,9 @@ def test_docker_uv_steps_keep_conda_torch_and_install_the_app(default_project, t
     replay(default_project, prefix, tmp_path)
     after = installed(prefix)
     assert after["torch"] == "2.13.0", "uv replaced conda's torch"
-    assert (prefix / "lib" / "python3.11" / "site-packages" / "torch" / "__init__.py"
-            ).read_text() == 'BUILT_BY = "conda"\n'
+    assert (
+        prefix / "lib" / "python3.11" / "site-packages" / "torch" / "__init__.py"
+    ).read_text() == 'BUILT_BY = "conda"\n'
     missing = would_install(default_project) - owned - set(after)
     assert not missing, f"locked app packages not installed: {sorted(missing)}"
     package = answers_for("default")["project_name"].lower().replace(" ", "-")
@@ -171,4 +223,3 @@ def test_one_owner_per_package(answer_set, tmp_path, http_mirror_url):
         version = Version(torch["version"])
         release = f"{version.major}.{version.minor}"
         assert f"pytorch-cpu={release}.*" in env_text
-

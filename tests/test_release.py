@@ -56,28 +56,44 @@ CPU_BUILD = "cpu_generic_py311_h1234567_0"
 
 def published(standins: Standins, folder: Path, mirror_url: str) -> dict[str, str]:
     """Registries that have moved on to torch 2.13 and torchvision 0.28; URLs by flag."""
-    for name, versions in {"torch": ["2.11.0", "2.13.0"], "torchvision": ["0.26.0", "0.28.0"],
-                           "torchaudio": ["2.11.0"],
-                           "uv": [CATALOGUE["images"]["uv"].split(":")[1]]}.items():
+    for name, versions in {
+        "torch": ["2.11.0", "2.13.0"],
+        "torchvision": ["0.26.0", "0.28.0"],
+        "torchaudio": ["2.11.0"],
+        "uv": [CATALOGUE["images"]["uv"].split(":")[1]],
+    }.items():
         pypi_project(standins, name, versions)
     for name, (_, low) in admitted_ranges(CATALOGUE).items():
         pypi_project(standins, name, [low])
-    channel = conda_channel(folder / "conda", [
-        ("pytorch-cpu", "2.11.0", CPU_BUILD), ("pytorch-cpu", "2.13.0", CPU_BUILD),
-        ("torchvision", "0.26.0", CPU_BUILD), ("torchvision", "0.28.0", CPU_BUILD),
-        ("torchaudio", "2.11.0", CPU_BUILD), ("faiss-cpu", "1.15.0", "py311_h1234567_0")])
+    channel = conda_channel(
+        folder / "conda",
+        [
+            ("pytorch-cpu", "2.11.0", CPU_BUILD),
+            ("pytorch-cpu", "2.13.0", CPU_BUILD),
+            ("torchvision", "0.26.0", CPU_BUILD),
+            ("torchvision", "0.28.0", CPU_BUILD),
+            ("torchaudio", "2.11.0", CPU_BUILD),
+            ("faiss-cpu", "1.15.0", "py311_h1234567_0"),
+        ],
+    )
     mirror = Path(url2pathname(urlparse(mirror_url).path))
     unreachable = closed_port_url()  # images and actions play no part in this release
-    return {"--pypi-url": f"{standins.url}/pypi/simple",
-            "--cpu-index-url": standins.serve_folder("cpu", mirror),
-            "--conda-channel-url": standins.serve_folder("conda", channel),
-            "--registry-url": unreachable, "--github-api-url": unreachable}
+    return {
+        "--pypi-url": f"{standins.url}/pypi/simple",
+        "--cpu-index-url": standins.serve_folder("cpu", mirror),
+        "--conda-channel-url": standins.serve_folder("conda", channel),
+        "--registry-url": unreachable,
+        "--github-api-url": unreachable,
+    }
 
 
 def torch_pins(project: Path) -> dict[str, str]:
     """The torch family as the project's uv.lock resolved it."""
-    return {p["name"]: p["version"] for p in lock_data(project)["package"]
-            if p["name"] in ("torch", "torchvision")}
+    return {
+        p["name"]: p["version"]
+        for p in lock_data(project)["package"]
+        if p["name"] in ("torch", "torchvision")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -93,16 +109,32 @@ def template(tmp_path_factory, mirror_url) -> Path:
     with Standins() as standins:
         urls = published(standins, folder, mirror_url)
         result = subprocess.run(
-            [sys.executable, "-m", "tools.pins", "--root", str(template), "--write",
-             "--timeout", "10", *(part for flag, url in urls.items() for part in (flag, url))],
-            cwd=ROOT, capture_output=True, text=True, check=False)
+            [
+                sys.executable,
+                "-m",
+                "tools.pins",
+                "--root",
+                str(template),
+                "--write",
+                "--timeout",
+                "10",
+                *(part for flag, url in urls.items() for part in (flag, url)),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     assert result.returncode == 0, result.stdout + result.stderr  # nothing left behind
-    assert "wrote torch_releases[0].torch: 2.11.* -> torch 2.13.*, torchvision 0.28.*" \
-        in result.stdout
+    assert (
+        "wrote torch_releases[0].torch: 2.11.* -> torch 2.13.*, torchvision 0.28.*" in result.stdout
+    )
     after = (template / "catalogue.yml").read_text(encoding="utf-8")
-    diff = [line for line in difflib.unified_diff(before.splitlines(), after.splitlines(),
-                                                  lineterm="", n=0)
-            if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    diff = [
+        line
+        for line in difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=0)
+        if line[:1] in "+-" and line[:3] not in ("+++", "---")
+    ]
     assert diff == [f"-{OLD_LINE}", f"+{NEW_LINE}"]
     assert git(template, "status", "--porcelain") == " M catalogue.yml\n"
     commit_all(template, "Release 1.1.0: torch 2.13 with torchvision 0.28")
@@ -111,8 +143,14 @@ def template(tmp_path_factory, mirror_url) -> Path:
 
 
 def project_on_v1(template: Path, mirror_url: str, folder: Path, dependency_list: str) -> Path:
-    project = generate(template, folder / "project", mirror_url, folder / "copy.log",
-                       "v1.0.0", ml_libraries=["torch", "torchvision"])
+    project = generate(
+        template,
+        folder / "project",
+        mirror_url,
+        folder / "copy.log",
+        "v1.0.0",
+        ml_libraries=["torch", "torchvision"],
+    )
     assert torch_pins(project) == {"torch": "2.11.0+cpu", "torchvision": "0.26.0+cpu"}
     return edit_like_a_user(project, dependency_list)
 
@@ -140,8 +178,9 @@ def test_a_pin_bump_reaches_an_edited_project(template, mirror_url, tmp_path):
     assert_new_pins(project)
 
 
-def test_a_dependency_added_beside_the_pins_conflicts_until_resolved(template, mirror_url,
-                                                                     tmp_path):
+def test_a_dependency_added_beside_the_pins_conflicts_until_resolved(
+    template, mirror_url, tmp_path
+):
     """Git merges line by line: an edit touching the bumped lines is a conflict to resolve."""
     project = project_on_v1(template, mirror_url, tmp_path, "dependencies")
     before = (project / "uv.lock").read_bytes()
@@ -151,9 +190,12 @@ def test_a_dependency_added_beside_the_pins_conflicts_until_resolved(template, m
 
     # Resolved as the README says: keep the user's dependency and the release's pins.
     pyproject = (project / "pyproject.toml").read_text(encoding="utf-8")
-    resolved = re.sub(r"<<<<<<< before updating\n.*?=======\n(.*?)>>>>>>> after updating\n",
-                      lambda m: f'    "{USER_DEPENDENCY}",\n' + m[1], pyproject,
-                      flags=re.DOTALL)
+    resolved = re.sub(
+        r"<<<<<<< before updating\n.*?=======\n(.*?)>>>>>>> after updating\n",
+        lambda m: f'    "{USER_DEPENDENCY}",\n' + m[1],
+        pyproject,
+        flags=re.DOTALL,
+    )
     (project / "pyproject.toml").write_text(resolved, encoding="utf-8")
     locked = uv(project, "lock")
     assert locked.returncode == 0, locked.stderr

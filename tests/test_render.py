@@ -26,8 +26,9 @@ def rendered(request, tmp_path_factory):
 
 
 def requirement_names(pyproject: dict) -> set[str]:
-    return {canonicalize_name(Requirement(req).name)
-            for req in pyproject["project"]["dependencies"]}
+    return {
+        canonicalize_name(Requirement(req).name) for req in pyproject["project"]["dependencies"]
+    }
 
 
 def test_project_passes_the_full_file_checks(rendered):
@@ -38,8 +39,11 @@ def test_project_passes_the_full_file_checks(rendered):
 def test_dependabot_covers_uv_docker_and_actions(rendered):
     project, _ = rendered
     config = project / ".github" / "dependabot.yml"
-    result = subprocess.run([checks.tool("check-jsonschema"), "--builtin-schema",
-                             "vendor.dependabot", str(config)], capture_output=True, text=True)
+    result = subprocess.run(
+        [checks.tool("check-jsonschema"), "--builtin-schema", "vendor.dependabot", str(config)],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     updates = yaml.safe_load(config.read_text())["updates"]
     assert {u["package-ecosystem"] for u in updates} == {"uv", "docker", "github-actions"}
@@ -60,10 +64,12 @@ def test_python_version_is_the_same_everywhere(rendered):
 def test_torch_family_only_from_the_explicit_cpu_index(rendered):
     project, answers = rendered
     uv = tomllib.loads((project / "pyproject.toml").read_text())["tool"]["uv"]
-    assert uv["index"] == [{"name": INDEX_NAME, "url": answers["torch_index_url"],
-                            "explicit": True}]
-    assert {name for name, source in uv["sources"].items()
-            if source == {"index": INDEX_NAME}} == TORCH_FAMILY
+    assert uv["index"] == [
+        {"name": INDEX_NAME, "url": answers["torch_index_url"], "explicit": True}
+    ]
+    assert {
+        name for name, source in uv["sources"].items() if source == {"index": INDEX_NAME}
+    } == TORCH_FAMILY
     assert "index-strategy" not in uv and "extra-index-url" not in uv
 
 
@@ -71,8 +77,9 @@ def test_anything_that_pulls_torch_makes_it_a_direct_dependency(rendered):
     project, answers = rendered
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
     names = requirement_names(pyproject)
-    needs_torch = any(CATALOGUE["libraries"][lib].get("needs_torch")
-                      for lib in answers["ml_libraries"])
+    needs_torch = any(
+        CATALOGUE["libraries"][lib].get("needs_torch") for lib in answers["ml_libraries"]
+    )
     assert ("torch" in names) == needs_torch
     chosen = {CATALOGUE["libraries"][lib]["pypi"] for lib in answers["ml_libraries"]}
     assert chosen <= names
@@ -117,7 +124,9 @@ def test_dockerfile_dependency_layer_sees_only_the_project_metadata(rendered):
     first_sync = next(i for i in instructions if i.cmd == "RUN" and "uv sync" in i.value[0])
     binds = [f for f in first_sync.flags if "type=bind" in f]
     assert sorted(b.split("source=")[1].split(",")[0] for b in binds) == [
-        "pyproject.toml", "uv.lock"]
+        "pyproject.toml",
+        "uv.lock",
+    ]
     assert "--no-install-project" in first_sync.value[0]
 
 
@@ -154,12 +163,14 @@ def test_every_dockerfile_instruction_has_a_why_comment(rendered):
 @pytest.mark.parametrize("installer", ["conda", "uv"])
 def test_torchaudio_takes_the_release_line_that_has_it(tmp_path, installer):
     """torchaudio stopped at 2.11: choosing it moves the whole torch family, conda and uv alike."""
-    answers = answers_for("default", ml_libraries=["torchaudio", "torchvision"],
-                          torch_installer=installer)
+    answers = answers_for(
+        "default", ml_libraries=["torchaudio", "torchvision"], torch_installer=installer
+    )
     project = render(tmp_path / "project", answers)
     requirements = tomllib.loads((project / "pyproject.toml").read_text())["project"]
     assert {"torch==2.11.*", "torchvision==0.26.*", "torchaudio==2.11.*"} <= set(
-        requirements["dependencies"])
+        requirements["dependencies"]
+    )
     specs = {str(spec) for spec in checks.conda_specs(project)}
     if installer == "conda":
         assert {"pytorch-cpu 2.11.*", "torchvision 0.26.* cpu*", "torchaudio 2.11.* cpu*"} <= specs

@@ -71,9 +71,13 @@ def confusing_mirror(tmp_path_factory) -> Iterator[str]:
     """
     root = tmp_path_factory.mktemp("confusing-mirror")
     mirror.build_mirror(root, synthetic=True)
-    fake = mirror.build_wheel(root / "wheels", "requests", "99.0.0",
-                              {"requests/__init__.py": b"raise SystemExit('not PyPI requests')\n"},
-                              tag="py3-none-any")
+    fake = mirror.build_wheel(
+        root / "wheels",
+        "requests",
+        "99.0.0",
+        {"requests/__init__.py": b"raise SystemExit('not PyPI requests')\n"},
+        tag="py3-none-any",
+    )
     mirror.write_project_page(root / "simple", "requests", [fake])
     with IndexServer(IndexFiles.from_mirror(root / "simple")) as server:
         yield server.url
@@ -95,7 +99,8 @@ def test_torch_from_the_cpu_index_and_everything_else_from_pypi(locked, confusin
     assert packages["requests"]["source"] == {"registry": PYPI}
     assert packages["requests"]["version"] != "99.0.0"
     assert index_location(packages["torch"]["source"]["registry"]) == index_location(
-        confusing_mirror)
+        confusing_mirror
+    )
     for name, package in packages.items():
         registry = package["source"].get("registry")
         if registry is None:
@@ -125,15 +130,27 @@ def test_no_unsafe_index_settings_are_rendered(rendered):
         uv = tomllib.loads(pyproject_text)["tool"]["uv"]
         assert [index["name"] for index in uv["index"]] == [INDEX_NAME], name
         assert uv["index"][0]["explicit"] is True and "default" not in uv["index"][0], name
-        for key in ("index-url", "extra-index-url", "find-links", "index-strategy",
-                    "no-index", "allow-insecure-host"):
+        for key in (
+            "index-url",
+            "extra-index-url",
+            "find-links",
+            "index-strategy",
+            "no-index",
+            "allow-insecure-host",
+        ):
             assert key not in uv, f"{name}: [tool.uv] {key}"
         assert {n for n, s in uv["sources"].items() if s == {"index": INDEX_NAME}} == TORCH_FAMILY
         for path in sorted(project.rglob("*")):
             if path.is_file():
                 text = path.read_text(encoding="utf-8", errors="replace")
-                for word in ("unsafe-best-match", "unsafe-first-match", "--extra-index-url",
-                             "--index-strategy", "--allow-insecure-host", "--trusted-host"):
+                for word in (
+                    "unsafe-best-match",
+                    "unsafe-first-match",
+                    "--extra-index-url",
+                    "--index-strategy",
+                    "--allow-insecure-host",
+                    "--trusted-host",
+                ):
                     assert word not in text, f"{name}: {path.relative_to(project)} has {word}"
 
 
@@ -161,10 +178,16 @@ def test_image_installs_only_the_lock(rendered):
     for name, project in rendered.items():
         instructions = dockerfile.parse_file(str(project / "Dockerfile"))
         assert not [i for i in instructions if i.cmd == "ADD"], f"{name}: ADD fetches unpinned"
-        commands = " ".join(" ".join(i.value) for i in instructions
-                            if i.cmd in {"RUN", "CMD", "ENTRYPOINT", "SHELL"})
-        assert not re.search(r"\bpip3? install\b|\buv pip\b|\buv add\b|\buv lock\b|\bcurl\b|"
-                             r"\bwget\b", commands), f"{name}: an install outside the lock"
+        commands = " ".join(
+            " ".join(i.value)
+            for i in instructions
+            if i.cmd in {"RUN", "CMD", "ENTRYPOINT", "SHELL"}
+        )
+        assert not re.search(
+            r"\bpip3? install\b|\buv pip\b|\buv add\b|\buv lock\b|\bcurl\b|"
+            r"\bwget\b",
+            commands,
+        ), f"{name}: an install outside the lock"
         syncs = 0
         for run in run_instructions(project):
             command = " ".join(run.value)
@@ -193,14 +216,19 @@ def test_runtime_runs_as_a_numeric_non_root_user(rendered):
 
 
 def test_base_images_pinned_by_version_and_by_digest_on_demand(rendered):
-    expected = {"MICROMAMBA_IMAGE": CATALOGUE["images"]["micromamba"],
-                "UV_IMAGE": CATALOGUE["images"]["uv"]}
+    expected = {
+        "MICROMAMBA_IMAGE": CATALOGUE["images"]["micromamba"],
+        "UV_IMAGE": CATALOGUE["images"]["uv"],
+    }
     for name, project in rendered.items():
         text = (project / "Dockerfile").read_text(encoding="utf-8")
         instructions = dockerfile.parse_file(str(project / "Dockerfile"))
         first_from = next(n for n, i in enumerate(instructions) if i.cmd == "FROM")
-        args = dict(i.value[0].split("=", 1) for i in instructions[:first_from]
-                    if i.cmd == "ARG" and "=" in i.value[0])
+        args = dict(
+            i.value[0].split("=", 1)
+            for i in instructions[:first_from]
+            if i.cmd == "ARG" and "=" in i.value[0]
+        )
         assert expected.items() <= args.items(), name
         stages: set[str] = set()
         for instruction in instructions[first_from:]:
@@ -222,18 +250,34 @@ def test_base_images_pinned_by_version_and_by_digest_on_demand(rendered):
 # Docker's own matcher tests (moby/patternmatcher TestMatches, MatchesOrParentMatches): the port
 # in tests/support/dockerignore.py must agree with each before it is trusted with the template.
 DOCKER_CASES = [
-    (["**"], "dir/file", True), (["**/"], "dir/file", True), (["dir/**"], "dir/dir2/file", True),
-    (["**/dir"], "dir/file", True), (["**/dir2/*"], "dir/dir2/file", True),
-    (["**file"], "dir/dir/file", True), (["**/file*.txt"], "dir/dir/file.txt", True),
-    (["**/**/*.txt2"], "dir/dir/file.txt", False), (["**/*.txt"], "file.txt", True),
-    (["a**/*.txt"], "a/dir/dir/file.txt", True), (["a/*.txt"], "a/dir/file.txt", False),
-    (["a[b-d]e"], "ace", True), (["a[b-d]e"], "aae", False), (["a[^b-d]e"], "aze", True),
-    ([".*"], ".foo", True), ([".*"], "foo", False), (["abc.def"], "abcZdef", False),
-    (["abc?def"], "abcZdef", True), (["**/foo/bar"], "dir/dir2/foo/bar", True),
-    (["abc/**"], "abc", False), (["**/.foo"], ".foo", True), (["**/.foo"], "bar.foo", False),
-    (["a(b)c/def"], "a(b)c/def", True), (["a.|)$(}+{bc"], "a.|)$(}+{bc", True),
+    (["**"], "dir/file", True),
+    (["**/"], "dir/file", True),
+    (["dir/**"], "dir/dir2/file", True),
+    (["**/dir"], "dir/file", True),
+    (["**/dir2/*"], "dir/dir2/file", True),
+    (["**file"], "dir/dir/file", True),
+    (["**/file*.txt"], "dir/dir/file.txt", True),
+    (["**/**/*.txt2"], "dir/dir/file.txt", False),
+    (["**/*.txt"], "file.txt", True),
+    (["a**/*.txt"], "a/dir/dir/file.txt", True),
+    (["a/*.txt"], "a/dir/file.txt", False),
+    (["a[b-d]e"], "ace", True),
+    (["a[b-d]e"], "aae", False),
+    (["a[^b-d]e"], "aze", True),
+    ([".*"], ".foo", True),
+    ([".*"], "foo", False),
+    (["abc.def"], "abcZdef", False),
+    (["abc?def"], "abcZdef", True),
+    (["**/foo/bar"], "dir/dir2/foo/bar", True),
+    (["abc/**"], "abc", False),
+    (["**/.foo"], ".foo", True),
+    (["**/.foo"], "bar.foo", False),
+    (["a(b)c/def"], "a(b)c/def", True),
+    (["a.|)$(}+{bc"], "a.|)$(}+{bc", True),
     (["dist/*.whl"], "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl", True),
-    (["a*/b"], "a/c/b", False), (["a*b"], "a/b", False), (["a\\*b"], "a*b", True),
+    (["a*/b"], "a/c/b", False),
+    (["a*b"], "a/b", False),
+    (["a\\*b"], "a*b", True),
     (["**", "!util/docker/web"], "util/docker/web/foo", False),
     (["**", "!util/docker/web", "util/docker/web/foo"], "util/docker/web/foo", True),
     (["docs", "!docs/README.md"], "docs/README.md", False),
@@ -241,7 +285,8 @@ DOCKER_CASES = [
     (["*.go", "!fileutils.go"], "fileutils.go", False),
     (["!fileutils.go", "*.go"], "fileutils.go", True),
     # The .dockerignore reader: comments, trimming, "./" and leading "/" are cleaned away.
-    (["# *", "/secret", "  ./keys/  "], "secret", True), (["# *"], "x", False),
+    (["# *", "/secret", "  ./keys/  "], "secret", True),
+    (["# *"], "x", False),
     (["  ./keys/  "], "keys/id", True),
 ]
 
@@ -252,22 +297,59 @@ def test_the_matcher_agrees_with_docker(patterns, path, excluded):
 
 
 SECRETS = [
-    ".git/config", ".git/HEAD", ".env", ".env.local", ".env.production", "secrets.pem",
-    "server.key", "client.p12", "id_rsa", "id_rsa.pub", "id_ed25519", ".netrc", ".pypirc",
-    ".venv/bin/python", ".venv/lib/python3.11/site-packages/x.py", "venv/pyvenv.cfg",
-    "__pycache__/x.cpython-311.pyc", ".pytest_cache/v/cache", ".ruff_cache/0.8/x",
-    "data/store.sqlite3", "notes/todo.txt",
+    ".git/config",
+    ".git/HEAD",
+    ".env",
+    ".env.local",
+    ".env.production",
+    "secrets.pem",
+    "server.key",
+    "client.p12",
+    "id_rsa",
+    "id_rsa.pub",
+    "id_ed25519",
+    ".netrc",
+    ".pypirc",
+    ".venv/bin/python",
+    ".venv/lib/python3.11/site-packages/x.py",
+    "venv/pyvenv.cfg",
+    "__pycache__/x.cpython-311.pyc",
+    ".pytest_cache/v/cache",
+    ".ruff_cache/0.8/x",
+    "data/store.sqlite3",
+    "notes/todo.txt",
     # The same under src/, which the allow-list re-includes as a whole.
-    "src/{pkg}/.env", "src/{pkg}/.env.local", "src/.env", "src/{pkg}/sub/.env",
-    "src/{pkg}/key.pem", "src/{pkg}/tls.key", "src/{pkg}/id_rsa", "src/{pkg}/id_ecdsa",
-    "src/{pkg}/.netrc", "src/.git/config", "src/{pkg}/.git/HEAD", "src/.venv/pyvenv.cfg",
-    "src/{pkg}/__pycache__/cli.cpython-311.pyc", "src/{pkg}/stale.pyc",
-    "src/{pkg}/.pytest_cache/README.md", "src/{pkg}.egg-info/PKG-INFO",
+    "src/{pkg}/.env",
+    "src/{pkg}/.env.local",
+    "src/.env",
+    "src/{pkg}/sub/.env",
+    "src/{pkg}/key.pem",
+    "src/{pkg}/tls.key",
+    "src/{pkg}/id_rsa",
+    "src/{pkg}/id_ecdsa",
+    "src/{pkg}/.netrc",
+    "src/.git/config",
+    "src/{pkg}/.git/HEAD",
+    "src/.venv/pyvenv.cfg",
+    "src/{pkg}/__pycache__/cli.cpython-311.pyc",
+    "src/{pkg}/stale.pyc",
+    "src/{pkg}/.pytest_cache/README.md",
+    "src/{pkg}.egg-info/PKG-INFO",
 ]
-NEEDED = ["pyproject.toml", "uv.lock", "environment.yml", "README.md", "conda-linux-64.lock",
-          "conda-linux-aarch64.lock",
-          "src/{pkg}/__init__.py", "src/{pkg}/__main__.py", "src/{pkg}/cli.py",
-          "src/{pkg}/doctor.py", "src/{pkg}/sub/module.py", "src/{pkg}/data/vocab.json"]
+NEEDED = [
+    "pyproject.toml",
+    "uv.lock",
+    "environment.yml",
+    "README.md",
+    "conda-linux-64.lock",
+    "conda-linux-aarch64.lock",
+    "src/{pkg}/__init__.py",
+    "src/{pkg}/__main__.py",
+    "src/{pkg}/cli.py",
+    "src/{pkg}/doctor.py",
+    "src/{pkg}/sub/module.py",
+    "src/{pkg}/data/vocab.json",
+]
 
 
 def test_build_context_keeps_secrets_and_junk_out(tmp_path):
@@ -285,9 +367,20 @@ def test_build_context_keeps_secrets_and_junk_out(tmp_path):
     missing = sorted({n.format(pkg=package) for n in NEEDED} - sent)
     assert not missing, f"left out of the build context: {missing}"
     # Everything sent is one of the allow-listed files or lives under src/.
-    extra = sorted(f for f in sent if not f.startswith("src/") and f not in {
-        "pyproject.toml", "uv.lock", "environment.yml", "README.md", "conda-linux-64.lock",
-        "conda-linux-aarch64.lock"})
+    extra = sorted(
+        f
+        for f in sent
+        if not f.startswith("src/")
+        and f
+        not in {
+            "pyproject.toml",
+            "uv.lock",
+            "environment.yml",
+            "README.md",
+            "conda-linux-64.lock",
+            "conda-linux-aarch64.lock",
+        }
+    )
     assert not extra, extra
     # Whatever the Dockerfile copies or bind-mounts from the context is in it.
     for instruction in dockerfile.parse_file(str(project / "Dockerfile")):
@@ -296,24 +389,29 @@ def test_build_context_keeps_secrets_and_junk_out(tmp_path):
             sources = list(instruction.value[:-1])
         for flag in instruction.flags:
             if "type=bind" in flag and "from=" not in flag:
-                source = dict(p.split("=", 1) for p in flag.split("=", 1)[1].split(",")
-                              if "=" in p).get("source", ".")
+                source = dict(
+                    p.split("=", 1) for p in flag.split("=", 1)[1].split(",") if "=" in p
+                ).get("source", ".")
                 sources.append(source)
         for source in sources:
             present = source == "." or any(
-                fnmatch(f, source) or f.startswith(source + "/") for f in sent)
+                fnmatch(f, source) or f.startswith(source + "/") for f in sent
+            )
             assert present, f"{instruction.original}: {source} is not in the build context"
 
 
 # --------------------------------------------------------------------------- credentials
 
 
-@pytest.mark.parametrize("url", [
-    "https://user:secret-pass@mirror.example/simple",
-    "https://secret-token@mirror.example/simple",
-    "http://user:secret-pass@127.0.0.1:8080/simple/",
-    "https://mirror.example/simple?user=x@secret-pass",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://user:secret-pass@mirror.example/simple",
+        "https://secret-token@mirror.example/simple",
+        "http://user:secret-pass@127.0.0.1:8080/simple/",
+        "https://mirror.example/simple?user=x@secret-pass",
+    ],
+)
 def test_a_url_with_credentials_is_refused_without_echoing_them(tmp_path, url):
     destination = tmp_path / "project"
     with pytest.raises(ValueError, match="torch_index_url': must not hold credentials") as refusal:
@@ -331,7 +429,8 @@ def test_no_rendered_file_carries_credentials(rendered):
                 text = path.read_text(encoding="utf-8", errors="replace")
                 assert not userinfo.search(text), f"{name}: {path.relative_to(project)}"
                 assert not re.search(r"(?i)(password|token|secret)\s*[=:]\s*['\"]?\w{8,}", text), (
-                    f"{name}: {path.relative_to(project)} looks like it holds a secret")
+                    f"{name}: {path.relative_to(project)} looks like it holds a secret"
+                )
 
 
 def test_private_index_credentials_through_uv_variables(tmp_path):
@@ -356,7 +455,8 @@ def test_private_index_credentials_through_uv_variables(tmp_path):
 def test_readmes_explain_private_mirror_credentials(rendered):
     root_readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for project_readme in [root_readme] + [
-            (p / "README.md").read_text(encoding="utf-8") for p in rendered.values()]:
+        (p / "README.md").read_text(encoding="utf-8") for p in rendered.values()
+    ]:
         assert f"{INDEX_ENV}_USERNAME" in project_readme
         assert f"{INDEX_ENV}_PASSWORD" in project_readme
         assert "--mount=type=secret" in project_readme
@@ -375,6 +475,11 @@ def test_readme_security_section_names_tests_that_exist():
             source = (ROOT / path).read_text(encoding="utf-8")
             defined[path] = set(re.findall(r"^def (test_\w+)", source, re.M))
         assert name in defined[path], f"{path}::{name} is not a test"
-    faults = set(re.findall(r"^def (test_\w+)", (ROOT / "tests/test_hook_faults.py").read_text(
-        encoding="utf-8"), re.M))
+    faults = set(
+        re.findall(
+            r"^def (test_\w+)",
+            (ROOT / "tests/test_hook_faults.py").read_text(encoding="utf-8"),
+            re.M,
+        )
+    )
     assert bare <= faults, bare - faults

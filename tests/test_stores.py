@@ -17,8 +17,9 @@ import pytest
 from tests.support.compat import tomllib
 from tests.support.render import CATALOGUE, answers_for, local_answers, render
 
-STORE_MODULES = {name: store["module"] for name, store in CATALOGUE["stores"].items()
-                 if "module" in store}
+STORE_MODULES = {
+    name: store["module"] for name, store in CATALOGUE["stores"].items() if "module" in store
+}
 EMBEDDED_STORES = list(STORE_MODULES)
 SHARED_MODULES = ["store", "search", "settings", "embeddings"]
 DOCS = {
@@ -30,10 +31,18 @@ DOCS = {
 OFFLINE = {"UV_PYTHON_DOWNLOADS": "never", "HF_HUB_OFFLINE": "1"}
 
 
-def run(project: Path, *args: str, env: dict[str, str] | None = None,
-        timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(args, cwd=project, env={**os.environ, **OFFLINE, **(env or {})},
-                          capture_output=True, text=True, timeout=timeout, check=False)
+def run(
+    project: Path, *args: str, env: dict[str, str] | None = None, timeout: int = 900
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        args,
+        cwd=project,
+        env={**os.environ, **OFFLINE, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def synced_project(root: Path, answers: dict) -> Path:
@@ -85,8 +94,9 @@ def assert_doctor_reports_cpu_only(project: Path, store: str) -> str:
     return result.stdout
 
 
-def assert_ingest_then_query_finds_cats(project: Path, tmp_path: Path,
-                                        env: dict[str, str] | None = None) -> None:
+def assert_ingest_then_query_finds_cats(
+    project: Path, tmp_path: Path, env: dict[str, str] | None = None
+) -> None:
     """`ingest` three files through the console script, then `query` for the nearest one."""
     prefix = package_of(project).upper()
     env = {f"{prefix}_DATA_DIR": str(tmp_path / "data"), **(env or {})}
@@ -98,8 +108,18 @@ def assert_ingest_then_query_finds_cats(project: Path, tmp_path: Path,
     assert "ingested 3 files" in ingest.stdout
     assert (tmp_path / "data").is_dir()
 
-    query = run(project, "uv", "run", "--locked", script, "query", "which animal chases mice?",
-                "-k", "2", env=env)
+    query = run(
+        project,
+        "uv",
+        "run",
+        "--locked",
+        script,
+        "query",
+        "which animal chases mice?",
+        "-k",
+        "2",
+        env=env,
+    )
     assert query.returncode == 0, query.stdout + query.stderr
     lines = query.stdout.splitlines()
     assert len(lines) == 2, query.stdout
@@ -120,8 +140,9 @@ def slug_of(project: Path) -> str:
 @pytest.fixture(scope="module", params=EMBEDDED_STORES)
 def store_project(request, mirror_url, tmp_path_factory) -> tuple[str, Path]:
     store = request.param
-    answers = answers_for("default", ml_libraries=[], vector_store=store,
-                          **local_answers(mirror_url))
+    answers = answers_for(
+        "default", ml_libraries=[], vector_store=store, **local_answers(mirror_url)
+    )
     return store, synced_project(tmp_path_factory.mktemp(store), answers)
 
 
@@ -144,9 +165,9 @@ def test_generated_tests_pass_against_the_real_store(store_project):
 def test_the_readme_search_commands_run_as_written(store_project, tmp_path):
     _, project = store_project
     readme = (project / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("## Search your documents"):]
+    section = readme[readme.index("## Search your documents") :]
     start = section.index("```sh\n") + len("```sh\n")
-    block = section[start:section.index("\n```", start)]
+    block = section[start : section.index("\n```", start)]
     assert "ingest" in block and "query" in block, block
     env = {f"{package_of(project).upper()}_DATA_DIR": str(tmp_path / "data")}
     result = run(project, "bash", "-euo", "pipefail", "-c", block, env=env)
@@ -199,16 +220,35 @@ def test_default_project_without_the_model_names_the_offline_embedder(default_pr
     prefix = package_of(default_project).upper()
     env = {f"{prefix}_DATA_DIR": str(tmp_path / "data")}
     script = slug_of(default_project)
-    ingest = run(default_project, "uv", "run", "--locked", script, "ingest",
-                 str(write_docs(tmp_path / "docs")), env=env)
+    ingest = run(
+        default_project,
+        "uv",
+        "run",
+        "--locked",
+        script,
+        "ingest",
+        str(write_docs(tmp_path / "docs")),
+        env=env,
+    )
     assert ingest.returncode == 1, ingest.stdout + ingest.stderr
     (line,) = app_stderr(ingest)
     assert f"{prefix}_EMBEDDER=hashing" in line
     assert not (tmp_path / "data").exists()
     # With a store in place, a query fails the same way and leaves the store as it was.
     hashing = {**env, f"{prefix}_EMBEDDER": "hashing"}
-    assert run(default_project, "uv", "run", "--locked", script, "ingest",
-               str(tmp_path / "docs"), env=hashing).returncode == 0
+    assert (
+        run(
+            default_project,
+            "uv",
+            "run",
+            "--locked",
+            script,
+            "ingest",
+            str(tmp_path / "docs"),
+            env=hashing,
+        ).returncode
+        == 0
+    )
     before = sorted(path.name for path in (tmp_path / "data").rglob("*"))
     query = run(default_project, "uv", "run", "--locked", script, "query", "cats", env=env)
     assert query.returncode == 1, query.stdout + query.stderr
@@ -223,11 +263,13 @@ def test_default_project_doctor_sees_a_cpu_torch(default_project):
 
 
 @pytest.mark.slow
-def test_default_project_ingests_and_queries_offline_with_the_hashing_embedder(default_project,
-                                                                               tmp_path):
+def test_default_project_ingests_and_queries_offline_with_the_hashing_embedder(
+    default_project, tmp_path
+):
     prefix = package_of(default_project).upper()
-    assert_ingest_then_query_finds_cats(default_project, tmp_path,
-                                        env={f"{prefix}_EMBEDDER": "hashing"})
+    assert_ingest_then_query_finds_cats(
+        default_project, tmp_path, env={f"{prefix}_EMBEDDER": "hashing"}
+    )
 
 
 # --------------------------------------------------------------------------- no store
@@ -241,7 +283,12 @@ def storeless_project(tmp_path_factory) -> Path:
 def test_no_store_means_no_store_modules_or_store_tests(storeless_project):
     package = storeless_project / "src" / "bare_service"
     assert {path.name for path in package.glob("*.py")} == {
-        "__init__.py", "__main__.py", "cli.py", "doctor.py", "layers.py"}
+        "__init__.py",
+        "__main__.py",
+        "cli.py",
+        "doctor.py",
+        "layers.py",
+    }
     tests = {path.name for path in (storeless_project / "tests").glob("*.py")}
     assert "test_doctor.py" in tests
     assert not tests & {"test_store.py", "test_embeddings.py", "test_cli.py"}
@@ -250,10 +297,20 @@ def test_no_store_means_no_store_modules_or_store_tests(storeless_project):
 def test_no_store_means_no_ingest_or_query_command(storeless_project):
     # The package needs only the standard library, so this interpreter can run it.
     env = {**os.environ, "PYTHONPATH": str(storeless_project / "src")}
-    help_text = subprocess.run([sys.executable, "-m", "bare_service", "--help"], env=env,
-                               capture_output=True, text=True, check=True).stdout
+    help_text = subprocess.run(
+        [sys.executable, "-m", "bare_service", "--help"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "doctor" in help_text
     assert "ingest" not in help_text and "query" not in help_text
-    refused = subprocess.run([sys.executable, "-m", "bare_service", "ingest", "."], env=env,
-                             capture_output=True, text=True, check=False)
+    refused = subprocess.run(
+        [sys.executable, "-m", "bare_service", "ingest", "."],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert refused.returncode == 2 and "invalid choice: 'ingest'" in refused.stderr

@@ -110,8 +110,9 @@ def with_a_raised_pytest_floor(project: Path) -> Path:
 
 def update_api(project: Path, log: Path, **options) -> None:
     with hook_log(log):
-        run_update(str(project), vcs_ref="v2.0.0", defaults=True, overwrite=True, unsafe=True,
-                   **options)
+        run_update(
+            str(project), vcs_ref="v2.0.0", defaults=True, overwrite=True, unsafe=True, **options
+        )
 
 
 def assert_release_arrived(project: Path) -> None:
@@ -149,8 +150,11 @@ def test_update_through_the_cli(edited_v1, tmp_path):
     log = tmp_path / "hook.log"
     result = subprocess.run(
         [str(COPIER), "update", "--trust", "--defaults", "--vcs-ref", "v2.0.0"],
-        cwd=project, env={**os.environ, **GIT_ENV, "ML_TEMPLATE_HOOK_LOG": str(log)},
-        capture_output=True, text=True, check=False,
+        cwd=project,
+        env={**os.environ, **GIT_ENV, "ML_TEMPLATE_HOOK_LOG": str(log)},
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert_clean_update(project, log)
@@ -161,8 +165,13 @@ def test_update_through_the_cli(edited_v1, tmp_path):
 def test_update_with_the_index_unreachable_keeps_the_old_lock(template_repo, tmp_path, capfd):
     """The lock needs the CPU index (torch), which is gone by the time the update runs."""
     mirror_url = build_mirror(tmp_path / "mirror")
-    project = generate_v1(template_repo, tmp_path / "project", mirror_url, tmp_path / "copy.log",
-                          ml_libraries=["torch"])
+    project = generate_v1(
+        template_repo,
+        tmp_path / "project",
+        mirror_url,
+        tmp_path / "copy.log",
+        ml_libraries=["torch"],
+    )
     before = (project / "uv.lock").read_bytes()
     (tmp_path / "mirror" / "simple").rename(tmp_path / "mirror" / "gone")
     capfd.readouterr()
@@ -185,8 +194,7 @@ def test_update_with_the_index_unreachable_keeps_the_old_lock(template_repo, tmp
     assert_lock_follows(project)
 
 
-def test_pyproject_conflict_leaves_markers_there_and_none_in_the_lock(edited_v1, tmp_path,
-                                                                     capfd):
+def test_pyproject_conflict_leaves_markers_there_and_none_in_the_lock(edited_v1, tmp_path, capfd):
     """The user raised the same pytest floor the release raises, to another version."""
     project = with_a_raised_pytest_floor(clone(edited_v1, tmp_path / "project"))
     before = (project / "uv.lock").read_bytes()
@@ -209,7 +217,9 @@ def test_pyproject_conflict_leaves_markers_there_and_none_in_the_lock(edited_v1,
     # Keep the user's side ("before updating"), as a user resolving the conflict would.
     resolved = re.sub(
         r"<<<<<<< before updating\n(.*?)=======\n.*?>>>>>>> after updating\n",
-        r"\1", pyproject, flags=re.DOTALL,
+        r"\1",
+        pyproject,
+        flags=re.DOTALL,
     )
     (project / "pyproject.toml").write_text(resolved)
     assert not MARKER.search(resolved)
@@ -243,8 +253,11 @@ def test_a_lock_committed_with_conflict_markers_is_rebuilt(edited_v1, tmp_path, 
     project = clone(edited_v1, tmp_path / "project")
     lock = project / "uv.lock"
     lines = lock.read_text().splitlines(keepends=True)
-    lock.write_text("".join(["<<<<<<< HEAD\n", *lines[:3], "=======\n", *lines[:3],
-                             ">>>>>>> other\n", *lines[3:]]))
+    lock.write_text(
+        "".join(
+            ["<<<<<<< HEAD\n", *lines[:3], "=======\n", *lines[:3], ">>>>>>> other\n", *lines[3:]]
+        )
+    )
     commit_all(project, "Commit a conflicted lock")
     capfd.readouterr()
 
@@ -263,7 +276,9 @@ def test_hook_removes_a_conflicted_lock_even_when_pyproject_is_conflicted(tmp_pa
     (tmp_path / "uv.lock").write_text("version = 1\n<<<<<<< HEAD\n=======\n>>>>>>> other\n")
     result = subprocess.run(
         [sys.executable, str(HOOK), "--project", str(tmp_path), "--after-update"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
         env={k: v for k, v in os.environ.items() if k != "ML_TEMPLATE_STRICT"},
     )
     assert result.returncode == 0, result.stderr

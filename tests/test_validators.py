@@ -47,8 +47,11 @@ def test_bad_answer_is_refused_by_name_with_the_rule_first(tmp_path, question, v
 
 def test_every_help_and_choice_fits_the_terminal():
     """Copier asks with "🎤 " (3 columns) before the help, and lists choices indented."""
-    questions = {name: q for name, q in yaml.safe_load((ROOT / "copier.yml").read_text()).items()
-                 if isinstance(q, dict) and "help" in q}
+    questions = {
+        name: q
+        for name, q in yaml.safe_load((ROOT / "copier.yml").read_text()).items()
+        if isinstance(q, dict) and "help" in q
+    }
     assert questions
     for name, question in questions.items():
         assert len(question["help"]) + 3 <= WIDTH, name
@@ -56,15 +59,18 @@ def test_every_help_and_choice_fits_the_terminal():
             assert len(str(label)) + 4 <= WIDTH, (name, label)
 
 
-@pytest.mark.parametrize(("name", "slug", "package"), [
-    ("Embedding Service", "embedding-service", "embedding_service"),
-    ("  Über  Café!! ", "ber-caf", "ber_caf"),
-    ("日本語", "ml-service", "ml_service"),
-    ("42 Things", "42-things", "app_42_things"),
-    ("Torch", "torch", "torch_app"),
-    ("JSON", "json", "json_app"),
-    ("Class", "class", "class_app"),
-])
+@pytest.mark.parametrize(
+    ("name", "slug", "package"),
+    [
+        ("Embedding Service", "embedding-service", "embedding_service"),
+        ("  Über  Café!! ", "ber-caf", "ber_caf"),
+        ("日本語", "ml-service", "ml_service"),
+        ("42 Things", "42-things", "app_42_things"),
+        ("Torch", "torch", "torch_app"),
+        ("JSON", "json", "json_app"),
+        ("Class", "class", "class_app"),
+    ],
+)
 def test_derived_defaults_are_valid(tmp_path, name, slug, package):
     project = render(tmp_path / "project", answers_for("default", project_name=name))
     answers = (project / ".copier-answers.yml").read_text()

@@ -21,8 +21,10 @@ VERSION = re.compile(r"v\d+\.\d+\.\d+")
 # `uses: owner/repo[/path]@ref  # comment`, as written on one line.
 # The only write access any job holds, by (workflow, job): the pins report's issue.
 JOB_PERMISSIONS = {("pins.yml", "issue"): {"issues": "write"}}
-USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<action>[^@\s#]+)@(?P<ref>[^\s#]+)"
-                       r"(?:\s+#\s*(?P<comment>\S+))?\s*$")
+USES_LINE = re.compile(
+    r"^\s*(?:-\s+)?uses:\s*(?P<action>[^@\s#]+)@(?P<ref>[^\s#]+)"
+    r"(?:\s+#\s*(?P<comment>\S+))?\s*$"
+)
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +55,19 @@ def steps(data: dict) -> list[dict]:
 
 def run_lines(data: dict) -> list[str]:
     """Every command line of every `run:` script, stripped."""
-    return [line.strip() for step in steps(data) if "run" in step
-            for line in step["run"].splitlines() if line.strip()]
+    return [
+        line.strip()
+        for step in steps(data)
+        if "run" in step
+        for line in step["run"].splitlines()
+        if line.strip()
+    ]
 
 
 def uses_lines(path: Path) -> list[re.Match]:
-    return [m for line in path.read_text(encoding="utf-8").splitlines()
-            if (m := USES_LINE.match(line))]
+    return [
+        m for line in path.read_text(encoding="utf-8").splitlines() if (m := USES_LINE.match(line))
+    ]
 
 
 def makefile_targets(project: Path) -> dict[str, list[str]]:
@@ -81,23 +89,37 @@ def makefile_targets(project: Path) -> dict[str, list[str]]:
 
 
 def test_template_has_its_workflows():
-    assert {p.name for p in TEMPLATE_WORKFLOWS} >= {"tests.yml", "generated-project.yml",
-                                                     "pins.yml"}
+    assert {p.name for p in TEMPLATE_WORKFLOWS} >= {
+        "tests.yml",
+        "generated-project.yml",
+        "pins.yml",
+    }
 
 
 def test_workflow_matches_githubs_schema(workflow):
     result = subprocess.run(
         [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(workflow)],
-        capture_output=True, text=True)
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_zizmor_finds_nothing(workflow):
     # Default audits and persona, no config file; offline, since the online audits need GitHub.
     result = subprocess.run(
-        [tool("zizmor"), "--offline", "--no-config", "--no-progress", "--color", "never",
-         str(workflow)],
-        capture_output=True, text=True)
+        [
+            tool("zizmor"),
+            "--offline",
+            "--no-config",
+            "--no-progress",
+            "--color",
+            "never",
+            str(workflow),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "No findings" in result.stdout
 
@@ -112,7 +134,8 @@ def test_every_action_is_pinned(workflow):
         ref, comment = match["ref"], match["comment"]
         if SHA.fullmatch(ref):
             assert comment and VERSION.fullmatch(comment), (
-                f"{match['action']}@{ref} needs a `# vX.Y.Z` comment naming its release")
+                f"{match['action']}@{ref} needs a `# vX.Y.Z` comment naming its release"
+            )
         else:
             assert VERSION.fullmatch(ref), f"{match['action']}@{ref} is not pinned"
 
@@ -135,8 +158,12 @@ def test_run_scripts_pass_shellcheck(workflow):
     for step in steps(load(workflow)):
         if "run" not in step:
             continue
-        result = subprocess.run([tool("shellcheck"), "--shell=bash", "-"], input=step["run"],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            [tool("shellcheck"), "--shell=bash", "-"],
+            input=step["run"],
+            capture_output=True,
+            text=True,
+        )
         assert result.returncode == 0, f"{step.get('name', step['run'])}:\n{result.stdout}"
 
 
@@ -150,8 +177,9 @@ def test_each_action_has_one_pin_everywhere(generated):
 
 
 def test_ci_entry_point_passes_shellcheck():
-    result = subprocess.run([tool("shellcheck"), str(ROOT / ".ci" / "run")],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [tool("shellcheck"), str(ROOT / ".ci" / "run")], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout
 
 
@@ -165,12 +193,16 @@ def generated_ci(generated) -> dict:
 
 def test_generated_ci_runs_what_a_user_would_check(generated_ci):
     lines = run_lines(generated_ci)
-    for command in ["uv run --locked --only-group dev ruff check .",
-                    "uv run --locked --only-group dev ruff format --check .",
-                    "uv run --locked mypy", "uv sync --locked",
-                    "uv run pytest", "uv lock --check",
-                    "uv run --script scripts/lock_report.py",
-                    'docker run --rm "$IMAGE" python -m test_service doctor']:
+    for command in [
+        "uv run --locked --only-group dev ruff check .",
+        "uv run --locked --only-group dev ruff format --check .",
+        "uv run --locked mypy",
+        "uv sync --locked",
+        "uv run pytest",
+        "uv lock --check",
+        "uv run --script scripts/lock_report.py",
+        'docker run --rm "$IMAGE" python -m test_service doctor',
+    ]:
         assert command in lines
     assert any("$GITHUB_STEP_SUMMARY" in line and "$IMAGE" in line for line in lines)
     assert generated_ci["on"]["pull_request"] is None  # every pull request
@@ -182,15 +214,17 @@ def test_generated_ci_caches_uv_and_docker_layers(generated_ci):
     setups = [s for s in steps(generated_ci) if s.get("uses", "").startswith("astral-sh/setup-uv@")]
     assert len(setups) == 3
     assert all(s["with"]["enable-cache"] is True for s in setups)
-    build = next(s for s in steps(generated_ci)
-                 if s.get("uses", "").startswith("docker/build-push-action@"))
+    build = next(
+        s for s in steps(generated_ci) if s.get("uses", "").startswith("docker/build-push-action@")
+    )
     assert build["with"]["load"] is True and build["with"]["push"] is False
     assert build["with"]["cache-from"] == "type=gha"
     assert build["with"]["cache-to"] == "type=gha,mode=max"
     assert build["with"]["tags"] == "${{ env.IMAGE }}"
     assert generated_ci["env"]["IMAGE"] == "test-service:ci"
-    assert any(s.get("uses", "").startswith("docker/setup-buildx-action@")
-               for s in steps(generated_ci))
+    assert any(
+        s.get("uses", "").startswith("docker/setup-buildx-action@") for s in steps(generated_ci)
+    )
 
 
 def test_generated_ci_and_makefile_run_the_same_commands(generated, generated_ci):
@@ -241,11 +275,11 @@ def test_pins_workflow_reports_weekly_and_keeps_one_issue():
     assert len(data["on"]["schedule"]) == 1
     report, issue = data["jobs"]["report"], data["jobs"]["issue"]
     assert "uv run --locked python -m tools.pins > pins.txt || status=$?" in run_lines(
-        {"jobs": {"report": report}})
+        {"jobs": {"report": report}}
+    )
     # The job that writes checks nothing out and runs no action: only gh, on the report.
     assert issue["needs"] == "report" and issue["if"] == "needs.report.outputs.behind == 'true'"
     assert all("uses" not in step for step in issue["steps"])
     script = issue["steps"][0]["run"]
     assert "gh issue edit" in script and "gh issue create" in script
     assert issue["steps"][0]["env"]["REPORT"] == "${{ needs.report.outputs.report }}"
-

@@ -31,8 +31,7 @@ def node_at(root: yaml.Node, path: KeyPath) -> yaml.Node:
     for key in path:
         if isinstance(node, yaml.MappingNode):
             node = next((v for k, v in node.value if k.value == key), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) \
-                and key < len(node.value):
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
             node = node.value[key]
         else:
             node = None
@@ -51,8 +50,11 @@ def scalar_text(value: str, style: str | None) -> str:
 
 
 def flow_mapping(entries: dict[str, str]) -> str:
-    return "{" + ", ".join(f'{key}: {scalar_text(value, chr(34))}'
-                           for key, value in entries.items()) + "}"
+    return (
+        "{"
+        + ", ".join(f"{key}: {scalar_text(value, chr(34))}" for key, value in entries.items())
+        + "}"
+    )
 
 
 class Catalogue:
@@ -68,16 +70,16 @@ class Catalogue:
         node = node_at(self.root, path)
         if not isinstance(node, yaml.ScalarNode):
             raise EditError(f"{'.'.join(map(str, path))} is not a single value")
-        self.edits.append(Edit(node.start_mark.index, node.end_mark.index,
-                               scalar_text(value, node.style)))
+        self.edits.append(
+            Edit(node.start_mark.index, node.end_mark.index, scalar_text(value, node.style))
+        )
 
     def replace_item(self, path: KeyPath, entries: dict[str, str]) -> None:
         """Swap a sequence item written as a flow mapping (`- {a: "1"}`) for another one."""
         node = node_at(self.root, path)
         if not (isinstance(node, yaml.MappingNode) and node.flow_style):
             raise EditError(f"{'.'.join(map(str, path))} is not a one-line mapping")
-        self.edits.append(Edit(node.start_mark.index, node.end_mark.index,
-                               flow_mapping(entries)))
+        self.edits.append(Edit(node.start_mark.index, node.end_mark.index, flow_mapping(entries)))
 
     def remove_item(self, path: KeyPath) -> None:
         """Delete the whole line of a one-line sequence item (`- {...}` and its comment)."""
@@ -85,9 +87,10 @@ class Catalogue:
         line_start = self.text.rfind("\n", 0, node.start_mark.index) + 1
         line_end = self.text.find("\n", node.end_mark.index)
         line_end = len(self.text) if line_end < 0 else line_end + 1
-        rest = self.text[node.end_mark.index:line_end].strip()
-        if self.text[line_start:node.start_mark.index].strip() != "-" \
-                or (rest and not rest.startswith("#")):
+        rest = self.text[node.end_mark.index : line_end].strip()
+        if self.text[line_start : node.start_mark.index].strip() != "-" or (
+            rest and not rest.startswith("#")
+        ):
             raise EditError(f"{'.'.join(map(str, path))} is not on a line of its own")
         self.edits.append(Edit(line_start, line_end, ""))
 
@@ -97,6 +100,6 @@ class Catalogue:
         for edit in sorted(self.edits, key=lambda e: (e.start, e.end), reverse=True):
             if edit.end > end:
                 raise EditError("two edits touch the same characters")
-            text = text[:edit.start] + edit.text + text[edit.end:]
+            text = text[: edit.start] + edit.text + text[edit.end :]
             end = edit.start
         return text

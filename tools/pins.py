@@ -37,8 +37,11 @@ UNREACHABLE = "unknown (unreachable)"
 STATUSES = ("behind", "unavailable", "unknown", "current")
 FAILING = {"behind", "unavailable"}
 # `uses: owner/repo[/path]@ref  # vX.Y.Z`, one action per line.
-USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<action>[^@\s#]+)@(?P<ref>[^\s#]+)"
-                       r"(?:\s+#\s*(?P<comment>\S+))?\s*$", re.MULTILINE)
+USES_LINE = re.compile(
+    r"^\s*(?:-\s+)?uses:\s*(?P<action>[^@\s#]+)@(?P<ref>[^\s#]+)"
+    r"(?:\s+#\s*(?P<comment>\S+))?\s*$",
+    re.MULTILINE,
+)
 UV_VERSION_LINE = re.compile(r'^(?P<key>\s*UV_VERSION:\s*)"(?P<version>[^"]+)"', re.MULTILINE)
 IMAGE_TAG = re.compile(r"^(?P<version>\d+(?:\.\d+)*)(?P<flavour>.*)$")
 
@@ -118,9 +121,13 @@ def upper_bound_raised(pin: str, latest: Version) -> str | None:
         return None
     parts = len(bound.release)
     release = list(latest.release) + [0] * parts
-    new = [*release[:parts - 1], release[parts - 1] + 1] if parts > 1 else [latest.major + 1]
-    text = re.sub(rf"{re.escape(uppers[0].operator)}\s*{re.escape(uppers[0].version)}",
-                  "<" + ".".join(map(str, new)), pin, count=1)
+    new = [*release[: parts - 1], release[parts - 1] + 1] if parts > 1 else [latest.major + 1]
+    text = re.sub(
+        rf"{re.escape(uppers[0].operator)}\s*{re.escape(uppers[0].version)}",
+        "<" + ".".join(map(str, new)),
+        pin,
+        count=1,
+    )
     return text if SpecifierSet(text).contains(latest) else None
 
 
@@ -134,8 +141,9 @@ def family_keys(data: dict) -> list[str]:
 def conda_versions(sources: Sources, conda: dict) -> list[Version]:
     """conda-forge releases of a package, of the CPU build the catalogue names."""
     build = conda.get("build", "*")
-    return sorted({v for v, b in sources.conda_records(conda["name"])
-                   if fnmatch.fnmatchcase(b, build)})
+    return sorted(
+        {v for v, b in sources.conda_records(conda["name"]) if fnmatch.fnmatchcase(b, build)}
+    )
 
 
 def family_versions(sources: Sources, library: dict, origin: str) -> list[Version]:
@@ -157,10 +165,10 @@ def companion_offsets(lines: list[dict], key: str) -> tuple[int, int] | None:
 def check_torch_lines(data: dict, sources: Sources) -> list[Row]:
     lines, libraries, rows = data["torch_releases"], data["libraries"], []
     keys = family_keys(data)
-    newest_with = {key: next((i for i, line in enumerate(lines) if key in line), None)
-                   for key in keys}
-    pypi = Row("torch line", "torch on PyPI", "torch_releases[0].torch", lines[0]["torch"],
-               "", "")
+    newest_with = {
+        key: next((i for i, line in enumerate(lines) if key in line), None) for key in keys
+    }
+    pypi = Row("torch line", "torch on PyPI", "torch_releases[0].torch", lines[0]["torch"], "", "")
     try:
         versions = sources.pypi_versions(libraries["torch"]["pypi"])
         pypi.latest = latest_text(versions)
@@ -175,20 +183,31 @@ def check_torch_lines(data: dict, sources: Sources) -> list[Row]:
             for key in keys:
                 if key not in line or (origin == "conda-forge" and "conda" not in libraries[key]):
                     continue
-                name = libraries[key]["conda"]["name"] if origin == "conda-forge" \
+                name = (
+                    libraries[key]["conda"]["name"]
+                    if origin == "conda-forge"
                     else libraries[key]["pypi"]
-                row = Row("torch line", f"{name} on {origin}", f"torch_releases[{i}].{key}",
-                          line[key], "", "")
+                )
+                row = Row(
+                    "torch line",
+                    f"{name} on {origin}",
+                    f"torch_releases[{i}].{key}",
+                    line[key],
+                    "",
+                    "",
+                )
                 try:
                     versions = family_versions(sources, libraries[key], origin)
                     row.latest = latest_text(versions)
-                    row.status, row.note = judge(line[key], versions,
-                                                 newest_line=newest_with[key] == i)
+                    row.status, row.note = judge(
+                        line[key], versions, newest_line=newest_with[key] == i
+                    )
                 except Unreachable as error:
                     unknown(row, error)
                 rows.append(row)
-    cpu_torch = next(r for r in rows if r.where == "torch_releases[0].torch"
-                     and r.name.endswith("CPU index"))
+    cpu_torch = next(
+        r for r in rows if r.where == "torch_releases[0].torch" and r.name.endswith("CPU index")
+    )
     if cpu_torch.status == "behind":
         cpu_torch.note, cpu_torch.fix = propose_line(data, sources)
     return rows
@@ -272,14 +291,16 @@ def check_ranges(data: dict, sources: Sources) -> list[Row]:
                 raised = upper_bound_raised(pin, latest)
                 row.note = f"newer major: {latest.major}" if raised else row.note
                 if raised:
-                    row.fix = Fix(raised, lambda c, path=path, raised=raised:
-                                  c.set_scalar(path, raised))
+                    row.fix = Fix(
+                        raised, lambda c, path=path, raised=raised: c.set_scalar(path, raised)
+                    )
         except Unreachable as error:
             unknown(row, error)
         rows.append(row)
         if "conda" in entry:
-            conda = Row("conda", f"{entry['conda']['name']} on conda-forge", where_of(path),
-                        pin, "", "")
+            conda = Row(
+                "conda", f"{entry['conda']['name']} on conda-forge", where_of(path), pin, "", ""
+            )
             try:
                 versions = conda_versions(sources, entry["conda"])
                 conda.latest = latest_text(versions)
@@ -311,8 +332,11 @@ def check_images(data: dict, sources: Sources) -> list[Row]:
         uv.status = "behind" if latest > Version(uv_tag) else "current"
         if uv.status == "behind":
             new = public(latest)
-            uv.fix = Fix(new, lambda c: c.set_scalar(("images", "uv"), f"{uv_name}:{new}"),
-                         lambda root: write_uv_version(root, uv_tag, new))
+            uv.fix = Fix(
+                new,
+                lambda c: c.set_scalar(("images", "uv"), f"{uv_name}:{new}"),
+                lambda root: write_uv_version(root, uv_tag, new),
+            )
             uv.note = "the template's workflows' UV_VERSION follows"
     except (Unreachable, InvalidVersion) as error:
         unknown(uv, Unreachable(str(error)))
@@ -327,8 +351,11 @@ def check_images(data: dict, sources: Sources) -> list[Row]:
     try:
         if not current:
             raise Unreachable(f"tag {tag} does not start with a version")
-        same_flavour = [(Version(m["version"]), t) for t in sources.image_tags(repository)
-                        if (m := IMAGE_TAG.match(t)) and m["flavour"] == current["flavour"]]
+        same_flavour = [
+            (Version(m["version"]), t)
+            for t in sources.image_tags(repository)
+            if (m := IMAGE_TAG.match(t)) and m["flavour"] == current["flavour"]
+        ]
         if not same_flavour:
             raise Unreachable(f"no tag ending in {current['flavour']!r}")
         latest_version, latest_tag = max(same_flavour)
@@ -342,8 +369,12 @@ def check_images(data: dict, sources: Sources) -> list[Row]:
 
 
 def workflow_files(root: Path) -> list[Path]:
-    return sorted([*(root / ".github" / "workflows").glob("*.yml"),
-                   *(root / "template" / ".github" / "workflows").glob("*.jinja")])
+    return sorted(
+        [
+            *(root / ".github" / "workflows").glob("*.yml"),
+            *(root / "template" / ".github" / "workflows").glob("*.jinja"),
+        ]
+    )
 
 
 def write_uv_version(root: Path, old: str, new: str) -> list[Path]:
@@ -352,7 +383,8 @@ def write_uv_version(root: Path, old: str, new: str) -> list[Path]:
     for path in (root / ".github" / "workflows").glob("*.yml"):
         text = path.read_text(encoding="utf-8")
         edited = UV_VERSION_LINE.sub(
-            lambda m: f'{m["key"]}"{new}"' if m["version"] == old else m[0], text)
+            lambda m: f'{m["key"]}"{new}"' if m["version"] == old else m[0], text
+        )
         if edited != text:
             path.write_text(edited, encoding="utf-8")
             changed.append(path)
@@ -372,8 +404,7 @@ def check_actions(root: Path, sources: Sources) -> list[Row]:
     for (action, ref, comment), files in sorted(pins.items()):
         repository = "/".join(action.split("/")[:2])
         current = f"{comment or ref} ({ref[:12]})" if comment else ref
-        row = Row("action", f"{action} on GitHub", ", ".join(sorted(set(files))), current,
-                  "", "")
+        row = Row("action", f"{action} on GitHub", ", ".join(sorted(set(files))), current, "", "")
         try:
             tag = sources.latest_release(repository)
             row.latest = tag
@@ -397,8 +428,12 @@ def check_actions(root: Path, sources: Sources) -> list[Row]:
 
 def check(root: Path, sources: Sources) -> list[Row]:
     data = yaml.safe_load((root / "catalogue.yml").read_text(encoding="utf-8"))
-    return [*check_torch_lines(data, sources), *check_ranges(data, sources),
-            *check_images(data, sources), *check_actions(root, sources)]
+    return [
+        *check_torch_lines(data, sources),
+        *check_ranges(data, sources),
+        *check_images(data, sources),
+        *check_actions(root, sources),
+    ]
 
 
 def write(root: Path, rows: list[Row]) -> list[dict]:
@@ -416,18 +451,21 @@ def write(root: Path, rows: list[Row]) -> list[dict]:
     written = []
     for row in fixes:
         files = ["catalogue.yml", *(str(p.relative_to(root)) for p in row.fix.also(root))]
-        written.append({"where": row.where, "old": row.current, "new": row.fix.new,
-                        "files": files})
+        written.append({"where": row.where, "old": row.current, "new": row.fix.new, "files": files})
     return written
 
 
 def table(rows: list[Row]) -> str:
     header = ("KIND", "PIN", "WHERE", "CURRENT", "LATEST", "STATUS", "NOTE")
-    cells = [header, *((r.kind, r.name, r.where, r.current, r.latest, r.status, r.note)
-                       for r in rows)]
+    cells = [
+        header,
+        *((r.kind, r.name, r.where, r.current, r.latest, r.status, r.note) for r in rows),
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header) - 1)]
-    lines = ["  ".join([*(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)), row[-1]])
-             for row in cells]
+    lines = [
+        "  ".join([*(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)), row[-1]])
+        for row in cells
+    ]
     return "\n".join(line.rstrip() for line in lines)
 
 
@@ -444,35 +482,61 @@ def default_cpu_index(root: Path) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     env = os.environ.get
     parser = argparse.ArgumentParser(
-        prog="python -m tools.pins", description=__doc__.split("\n\n")[0],
+        prog="python -m tools.pins",
+        description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Every URL also reads from the environment variable named in its help.")
+        epilog="Every URL also reads from the environment variable named in its help.",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--write", action="store_true",
-                        help="update catalogue.yml where safe: range upper bounds, the uv image "
-                             "tag, a new torch release line whose libraries exist")
-    parser.add_argument("--root", type=Path, default=Path(env("PINS_ROOT", ROOT)),
-                        help="the template repository (PINS_ROOT)")
-    parser.add_argument("--pypi-url", default=env("PINS_PYPI_URL", "https://pypi.org/simple"),
-                        help="PEP 691/503 index for PyPI releases (PINS_PYPI_URL)")
-    parser.add_argument("--cpu-index-url", default=env("PINS_CPU_INDEX_URL"),
-                        help="PEP 691/503 CPU torch index (PINS_CPU_INDEX_URL; default: "
-                             "copier.yml's torch_index_url)")
-    parser.add_argument("--conda-channel-url",
-                        default=env("PINS_CONDA_CHANNEL_URL",
-                                    "https://conda.anaconda.org/conda-forge"),
-                        help="conda channel with <subdir>/repodata.json (PINS_CONDA_CHANNEL_URL)")
-    parser.add_argument("--conda-subdir", default=env("PINS_CONDA_SUBDIR", "linux-64"),
-                        help="channel subdir to read (PINS_CONDA_SUBDIR)")
-    parser.add_argument("--registry-url", default=env("PINS_REGISTRY_URL",
-                                                      "https://hub.docker.com"),
-                        help="Docker Hub style tags API (PINS_REGISTRY_URL)")
-    parser.add_argument("--github-api-url",
-                        default=env("PINS_GITHUB_API_URL",
-                                    env("GITHUB_API_URL", "https://api.github.com")),
-                        help="GitHub REST API (PINS_GITHUB_API_URL, else GITHUB_API_URL)")
-    parser.add_argument("--timeout", type=float, default=env("PINS_TIMEOUT", "20"),
-                        help="seconds per request (PINS_TIMEOUT)")
+    parser.add_argument(
+        "--write",
+        action="store_true",
+        help="update catalogue.yml where safe: range upper bounds, the uv image "
+        "tag, a new torch release line whose libraries exist",
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=Path(env("PINS_ROOT", ROOT)),
+        help="the template repository (PINS_ROOT)",
+    )
+    parser.add_argument(
+        "--pypi-url",
+        default=env("PINS_PYPI_URL", "https://pypi.org/simple"),
+        help="PEP 691/503 index for PyPI releases (PINS_PYPI_URL)",
+    )
+    parser.add_argument(
+        "--cpu-index-url",
+        default=env("PINS_CPU_INDEX_URL"),
+        help="PEP 691/503 CPU torch index (PINS_CPU_INDEX_URL; default: "
+        "copier.yml's torch_index_url)",
+    )
+    parser.add_argument(
+        "--conda-channel-url",
+        default=env("PINS_CONDA_CHANNEL_URL", "https://conda.anaconda.org/conda-forge"),
+        help="conda channel with <subdir>/repodata.json (PINS_CONDA_CHANNEL_URL)",
+    )
+    parser.add_argument(
+        "--conda-subdir",
+        default=env("PINS_CONDA_SUBDIR", "linux-64"),
+        help="channel subdir to read (PINS_CONDA_SUBDIR)",
+    )
+    parser.add_argument(
+        "--registry-url",
+        default=env("PINS_REGISTRY_URL", "https://hub.docker.com"),
+        help="Docker Hub style tags API (PINS_REGISTRY_URL)",
+    )
+    parser.add_argument(
+        "--github-api-url",
+        default=env("PINS_GITHUB_API_URL", env("GITHUB_API_URL", "https://api.github.com")),
+        help="GitHub REST API (PINS_GITHUB_API_URL, else GITHUB_API_URL)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=env("PINS_TIMEOUT", "20"),
+        help="seconds per request (PINS_TIMEOUT)",
+    )
     return parser.parse_args(argv)
 
 
@@ -483,10 +547,13 @@ def main(argv: list[str] | None = None) -> int:
         sources = Sources(
             pypi_url=args.pypi_url,
             cpu_index_url=args.cpu_index_url or default_cpu_index(root),
-            conda_channel_url=args.conda_channel_url, conda_subdir=args.conda_subdir,
-            registry_url=args.registry_url, github_api_url=args.github_api_url,
+            conda_channel_url=args.conda_channel_url,
+            conda_subdir=args.conda_subdir,
+            registry_url=args.registry_url,
+            github_api_url=args.github_api_url,
             github_token=os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN"),
-            timeout=args.timeout)
+            timeout=args.timeout,
+        )
         rows = check(root, sources)
         written = write(root, rows) if args.write else []
         if written:  # report the files as they are now; the sources answer from memory
@@ -495,20 +562,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pins: cannot read the template at {root}: {error}", file=sys.stderr)
         return 2
     except (yaml.YAMLError, KeyError, TypeError, IndexError, ValueError, EditError) as error:
-        print(f"pins: catalogue.yml in {root} is not shaped as expected: "
-              f"{type(error).__name__}: {error}", file=sys.stderr)
+        print(
+            f"pins: catalogue.yml in {root} is not shaped as expected: "
+            f"{type(error).__name__}: {error}",
+            file=sys.stderr,
+        )
         return 2
     counts = summary(rows)
     if args.json:
-        print(json.dumps({"pins": [r.as_json() for r in rows], "summary": counts,
-                          "written": written}, indent=2))
+        print(
+            json.dumps(
+                {"pins": [r.as_json() for r in rows], "summary": counts, "written": written},
+                indent=2,
+            )
+        )
     else:
         print(table(rows))
         for change in written:
-            print(f"wrote {change['where']}: {change['old']} -> {change['new']} "
-                  f"({', '.join(change['files'])})")
-        print(", ".join(f"{n} {UNREACHABLE if s == 'unknown' else s}"
-                        for s, n in counts.items() if n) or "no pins")
+            print(
+                f"wrote {change['where']}: {change['old']} -> {change['new']} "
+                f"({', '.join(change['files'])})"
+            )
+        print(
+            ", ".join(f"{n} {UNREACHABLE if s == 'unknown' else s}" for s, n in counts.items() if n)
+            or "no pins"
+        )
     return 1 if any(counts[s] for s in FAILING) else 0
 
 

@@ -60,8 +60,9 @@ class Sources:
 
     # ------------------------------------------------------------------ transport
 
-    def fetch(self, url: str, accept: str = "*/*", *,
-              token: str | None = None) -> tuple[bytes, str]:
+    def fetch(
+        self, url: str, accept: str = "*/*", *, token: str | None = None
+    ) -> tuple[bytes, str]:
         """(body, content type) of `url`; a `file://` folder answers with its index.html."""
         if url in self._cache:
             return self._cache[url]
@@ -69,8 +70,10 @@ class Sources:
             path = Path(url2pathname(urlparse(url).path))
             path = path / "index.html" if path.is_dir() else path
             try:
-                answer = (path.read_bytes(), "application/json" if path.suffix == ".json"
-                          else "text/html")
+                answer = (
+                    path.read_bytes(),
+                    "application/json" if path.suffix == ".json" else "text/html",
+                )
             except FileNotFoundError as error:
                 raise NotFound(f"{path}: {error.strerror}") from error
             except OSError as error:

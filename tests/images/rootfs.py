@@ -44,9 +44,22 @@ def ensure_debootstrap() -> str:
     if not shutil.which("debootstrap"):
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(as_root(["apt-get", "update", "-qq"]), check=True, env=env)
-        subprocess.run(as_root(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
-                                "debootstrap", "debian-archive-keyring"]),
-                       check=True, env=env, capture_output=True)
+        subprocess.run(
+            as_root(
+                [
+                    "apt-get",
+                    "install",
+                    "-y",
+                    "-qq",
+                    "--no-install-recommends",
+                    "debootstrap",
+                    "debian-archive-keyring",
+                ]
+            ),
+            check=True,
+            env=env,
+            capture_output=True,
+        )
     return shutil.which("debootstrap") or "/usr/sbin/debootstrap"
 
 
@@ -66,18 +79,38 @@ def rootfs_tarball() -> Path:
     with tempfile.TemporaryDirectory(dir=CACHE, prefix="rootfs-") as work:
         root = Path(work) / "root"
         result = subprocess.run(
-            as_root([debootstrap, "--variant=minbase", f"--include={','.join(PACKAGES)}",
-                     SUITE, str(root), debian_mirror()]),
-            capture_output=True, text=True, check=False,
+            as_root(
+                [
+                    debootstrap,
+                    "--variant=minbase",
+                    f"--include={','.join(PACKAGES)}",
+                    SUITE,
+                    str(root),
+                    debian_mirror(),
+                ]
+            ),
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             raise RuntimeError(f"debootstrap failed:\n{result.stdout[-3000:]}{result.stderr}")
         # Downloaded .debs and apt lists are not part of a base image.
-        subprocess.run(as_root(["sh", "-c", f"rm -rf {root}/var/cache/apt/archives/*.deb "
-                                f"{root}/var/lib/apt/lists/*"]), check=True)
+        subprocess.run(
+            as_root(
+                [
+                    "sh",
+                    "-c",
+                    f"rm -rf {root}/var/cache/apt/archives/*.deb {root}/var/lib/apt/lists/*",
+                ]
+            ),
+            check=True,
+        )
         partial = Path(work) / "rootfs.tar"
-        subprocess.run(as_root(["tar", "--numeric-owner", "-C", str(root), "-cf", str(partial),
-                                "."]), check=True)
+        subprocess.run(
+            as_root(["tar", "--numeric-owner", "-C", str(root), "-cf", str(partial), "."]),
+            check=True,
+        )
         subprocess.run(as_root(["rm", "-rf", str(root)]), check=True)
         partial.replace(target)
     return target

@@ -64,8 +64,12 @@ def build_lock() -> Iterator[None]:
 
 def engine_machine() -> str:
     """The engine's CPU architecture as wheel tags spell it (x86_64, aarch64)."""
-    arch = subprocess.run(["docker", "info", "--format", "{{.Architecture}}"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    arch = subprocess.run(
+        ["docker", "info", "--format", "{{.Architecture}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     return {"amd64": "x86_64", "arm64": "aarch64"}.get(arch, arch)
 
 
@@ -85,9 +89,20 @@ def uv_wheel(version: str, machine: str) -> Path:
     wheels = sorted(folder.glob("uv-*.whl"))
     if not wheels:
         subprocess.run(
-            [*pip_command(), "download", f"uv=={version}", "--no-deps", "--only-binary=:all:",
-             "--platform", f"musllinux_1_1_{machine}", "--dest", str(folder), "--quiet"],
-            check=True, capture_output=True,
+            [
+                *pip_command(),
+                "download",
+                f"uv=={version}",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--platform",
+                f"musllinux_1_1_{machine}",
+                "--dest",
+                str(folder),
+                "--quiet",
+            ],
+            check=True,
+            capture_output=True,
         )
         wheels = sorted(folder.glob("uv-*.whl"))
     return wheels[0]
@@ -119,17 +134,30 @@ def ensure_rootfs() -> None:
     key = rootfs_key()
     if image_label(ROOTFS_TAG, INPUTS_LABEL) == key:
         return
-    subprocess.run(["docker", "import", "--change", f"LABEL {INPUTS_LABEL}={key}",
-                    str(rootfs_tarball()), ROOTFS_TAG], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "docker",
+            "import",
+            "--change",
+            f"LABEL {INPUTS_LABEL}={key}",
+            str(rootfs_tarball()),
+            ROOTFS_TAG,
+        ],
+        check=True,
+        capture_output=True,
+    )
 
 
 def ensure_micromamba(tags: dict[str, str]) -> None:
     """Build each target of micromamba/Dockerfile ({"plain": tag, "lagging": tag, ...})."""
     ensure_rootfs()
     files = sorted(path for path in (HERE / "micromamba").iterdir() if path.is_file())
-    base_inputs = digest(rootfs_key(), HOST_CA_BUNDLE.read_bytes(),
-                         *(f"{p.name}:{p.stat().st_mode & 0o111}" for p in files),
-                         *(p.read_bytes() for p in files))
+    base_inputs = digest(
+        rootfs_key(),
+        HOST_CA_BUNDLE.read_bytes(),
+        *(f"{p.name}:{p.stat().st_mode & 0o111}" for p in files),
+        *(p.read_bytes() for p in files),
+    )
     for target, tag in tags.items():
         inputs = digest(base_inputs, target)
         if image_label(tag, INPUTS_LABEL) == inputs:
@@ -138,8 +166,14 @@ def ensure_micromamba(tags: dict[str, str]) -> None:
             context = Path(work) / "context"
             shutil.copytree(HERE / "micromamba", context)
             shutil.copyfile(HOST_CA_BUNDLE, context / "host-ca-certificates.crt")
-            result = build(context, tag, build_args={"ROOTFS": ROOTFS_TAG}, target=target,
-                           labels={INPUTS_LABEL: inputs}, network="none")
+            result = build(
+                context,
+                tag,
+                build_args={"ROOTFS": ROOTFS_TAG},
+                target=target,
+                labels={INPUTS_LABEL: inputs},
+                network="none",
+            )
         assert result.returncode == 0, result.log
 
 
@@ -155,8 +189,9 @@ def ensure() -> StandIns:
     )
     with build_lock():
         ensure_uv(stand_ins.uv)
-        ensure_micromamba({"plain": stand_ins.micromamba, "lagging": stand_ins.lagging,
-                           "cuda": stand_ins.cuda})
+        ensure_micromamba(
+            {"plain": stand_ins.micromamba, "lagging": stand_ins.lagging, "cuda": stand_ins.cuda}
+        )
     return stand_ins
 
 

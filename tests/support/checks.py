@@ -27,8 +27,10 @@ def tool(name: str) -> str:
 def text_files(project: Path) -> list[Path]:
     skip = {".venv", ".git", "__pycache__", ".pytest_cache", ".ruff_cache", "data"}
     return [
-        path for path in sorted(project.rglob("*"))
-        if path.is_file() and not skip.intersection(path.relative_to(project).parts)
+        path
+        for path in sorted(project.rglob("*"))
+        if path.is_file()
+        and not skip.intersection(path.relative_to(project).parts)
         and path.name != "uv.lock"
     ]
 
@@ -57,10 +59,16 @@ def check_whitespace(project: Path) -> None:
 def check_toml_yaml(project: Path) -> dict:
     """pyproject.toml is TOML and a valid project; the YAML files parse. Returns pyproject."""
     pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
-    subprocess.run([tool("validate-pyproject"), str(project / "pyproject.toml")],
-                   check=True, capture_output=True)
-    for path in [project / "environment.yml", project / ".copier-answers.yml",
-                 *project.glob(".github/workflows/*.yml")]:
+    subprocess.run(
+        [tool("validate-pyproject"), str(project / "pyproject.toml")],
+        check=True,
+        capture_output=True,
+    )
+    for path in [
+        project / "environment.yml",
+        project / ".copier-answers.yml",
+        *project.glob(".github/workflows/*.yml"),
+    ]:
         yaml.safe_load(path.read_text(encoding="utf-8"))
     return pyproject
 
@@ -68,8 +76,11 @@ def check_toml_yaml(project: Path) -> dict:
 def check_dockerfile(project: Path) -> tuple:
     """Docker's own parser accepts it, hadolint at default settings is silent."""
     instructions = dockerfile.parse_file(str(project / "Dockerfile"))
-    lint = subprocess.run([tool("hadolint"), "--no-color", str(project / "Dockerfile")],
-                          capture_output=True, text=True)
+    lint = subprocess.run(
+        [tool("hadolint"), "--no-color", str(project / "Dockerfile")],
+        capture_output=True,
+        text=True,
+    )
     assert lint.returncode == 0 and not lint.stdout.strip(), lint.stdout
     return instructions
 
@@ -82,9 +93,12 @@ def conda_specs(project: Path) -> list[MatchSpec]:
 
 
 # The conda name each catalogue entry installs, mapped back to its PyPI distribution.
-CONDA_TO_PYPI = {entry["conda"]["name"]: entry["pypi"]
-                 for group in ("libraries", "stores") for entry in CATALOGUE[group].values()
-                 if "conda" in entry}
+CONDA_TO_PYPI = {
+    entry["conda"]["name"]: entry["pypi"]
+    for group in ("libraries", "stores")
+    for entry in CATALOGUE[group].values()
+    if "conda" in entry
+}
 
 
 def conda_provides(project: Path) -> set[str]:
@@ -104,12 +118,19 @@ def check_environment(project: Path) -> list[MatchSpec]:
 
 
 def check_python_lint(project: Path) -> None:
-    result = subprocess.run([tool("ruff"), "check", "--no-cache", "--quiet", str(project)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [tool("ruff"), "check", "--no-cache", "--quiet", str(project)],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     # What `make lint` and the generated CI run: the generated code is as ruff formats it.
-    result = subprocess.run([tool("ruff"), "format", "--check", "--diff", "--no-cache", "."],
-                            cwd=project, capture_output=True, text=True)
+    result = subprocess.run(
+        [tool("ruff"), "format", "--check", "--diff", "--no-cache", "."],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

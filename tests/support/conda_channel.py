@@ -93,9 +93,15 @@ TORCH = TORCH_VERSION.split("+")[0]
 CUDA_PACKAGE = ("nvidia-cublas-cu12", "12.8.4.1")
 # Markers are evaluated as on the image: CPython 3.11, linux x86_64.
 MARKER_ENV = {
-    "python_version": "3.11", "python_full_version": "3.11.9", "sys_platform": "linux",
-    "platform_machine": "x86_64", "platform_system": "Linux", "os_name": "posix",
-    "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": "",
+    "python_version": "3.11",
+    "python_full_version": "3.11.9",
+    "sys_platform": "linux",
+    "platform_machine": "x86_64",
+    "platform_system": "Linux",
+    "os_name": "posix",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+    "extra": "",
 }
 BUILD_TIMESTAMP_MS = 1_760_000_000_000  # fixed, so rebuilt archives hash the same
 
@@ -112,8 +118,9 @@ def supported_tags() -> frozenset[Tag]:
     """Wheel tags a CPython 3.11 on manylinux x86_64 accepts."""
     platforms = [f"manylinux_2_{minor}_x86_64" for minor in range(28, 16, -1)]
     platforms += ["manylinux2014_x86_64", "linux_x86_64"]
-    return frozenset([*cpython_tags(PYTHON, platforms=platforms),
-                      *compatible_tags(PYTHON, platforms=platforms)])
+    return frozenset(
+        [*cpython_tags(PYTHON, platforms=platforms), *compatible_tags(PYTHON, platforms=platforms)]
+    )
 
 
 def download_wheel(name: str, version: str, folder: Path) -> Path:
@@ -132,8 +139,10 @@ def download_wheel(name: str, version: str, folder: Path) -> Path:
             return target
         folder.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(".part")
-        with urllib.request.urlopen(urljoin(page, file["url"]), timeout=300) as response, \
-                open(partial, "wb") as handle:
+        with (
+            urllib.request.urlopen(urljoin(page, file["url"]), timeout=300) as response,
+            open(partial, "wb") as handle,
+        ):
             shutil.copyfileobj(response, handle)
         if sha256_of(partial) != file["digests"]["sha256"]:
             partial.unlink()
@@ -172,8 +181,13 @@ class CondaPackage:
 
     def index_json(self) -> dict:
         index = {
-            "name": self.name, "version": self.version, "build": self.build, "build_number": 0,
-            "depends": self.depends, "subdir": self.subdir, "license": "test-fixture",
+            "name": self.name,
+            "version": self.version,
+            "build": self.build,
+            "build_number": 0,
+            "depends": self.depends,
+            "subdir": self.subdir,
+            "license": "test-fixture",
             "timestamp": BUILD_TIMESTAMP_MS,
         }
         if self.noarch:
@@ -201,9 +215,14 @@ def write_package(package: CondaPackage, channel: Path, compresslevel: int = 9) 
     entries = []
     for path, data in package.files.items():
         content = _read(data)
-        entries.append({"_path": path, "path_type": "hardlink",
-                        "sha256": hashlib.sha256(content).hexdigest(),
-                        "size_in_bytes": len(content)})
+        entries.append(
+            {
+                "_path": path,
+                "path_type": "hardlink",
+                "sha256": hashlib.sha256(content).hexdigest(),
+                "size_in_bytes": len(content),
+            }
+        )
     info = {
         "info/index.json": package.index_json(),
         "info/paths.json": {"paths": entries, "paths_version": 1},
@@ -226,8 +245,11 @@ def from_wheel(wheel: Path, archive: zipfile.ZipFile) -> CondaPackage:
     version = Version(str(wheel_version)).public  # conda-forge's torch is 2.13.0, not +cpu
     pure = all(tag.platform == "any" for tag in tags)
     site = "site-packages" if pure else "lib/python{}.{}/site-packages".format(*PYTHON)
-    old_info = next(n.split("/")[0] for n in archive.namelist()
-                    if n.endswith(".dist-info/METADATA") and n.count("/") == 1)
+    old_info = next(
+        n.split("/")[0]
+        for n in archive.namelist()
+        if n.endswith(".dist-info/METADATA") and n.count("/") == 1
+    )
     new_info = f"{old_info.removesuffix('.dist-info').rsplit('-', 1)[0]}-{version}.dist-info"
     metadata = email.parser.Parser().parsestr(archive.read(f"{old_info}/METADATA").decode())
     files: dict[str, bytes | tuple[zipfile.ZipFile, str]] = {}
@@ -256,8 +278,7 @@ def from_wheel(wheel: Path, archive: zipfile.ZipFile) -> CondaPackage:
     if pure:
         depends = [f"python {floor}" if floor else "python"]
     else:
-        depends = ["python >={0}.{1},<{0}.{2}.0a0".format(*PYTHON, PYTHON[1] + 1),
-                   "__glibc >=2.17"]
+        depends = ["python >={0}.{1},<{0}.{2}.0a0".format(*PYTHON, PYTHON[1] + 1), "__glibc >=2.17"]
     for line in metadata.get_all("Requires-Dist") or []:
         requirement = Requirement(line)
         if requirement.marker and not requirement.marker.evaluate(MARKER_ENV):
@@ -279,19 +300,39 @@ def conda_name(pypi_name: str) -> str:
 
 def synthetic_packages() -> list[CondaPackage]:
     """The empty pythons, the pytorch-cpu metapackage and the synthetic CUDA package."""
-    packages = [CondaPackage("python", version, "0_cpython", SUBDIR, [], {})
-                for version in PYTHON_VERSIONS]
-    packages.append(CondaPackage("pytorch-cpu", TORCH, "cpu_generic_0", "noarch",
-                                 [f"pytorch =={TORCH} cpu_generic_*"], {}, "generic"))
+    packages = [
+        CondaPackage("python", version, "0_cpython", SUBDIR, [], {}) for version in PYTHON_VERSIONS
+    ]
+    packages.append(
+        CondaPackage(
+            "pytorch-cpu",
+            TORCH,
+            "cpu_generic_0",
+            "noarch",
+            [f"pytorch =={TORCH} cpu_generic_*"],
+            {},
+            "generic",
+        )
+    )
     cuda, cuda_version = CUDA_PACKAGE
     site = "lib/python{}.{}/site-packages".format(*PYTHON)
     dist_info = f"{site}/{cuda.replace('-', '_')}-{cuda_version}.dist-info"
-    packages.append(CondaPackage(cuda, cuda_version, "0", SUBDIR, ["python"], {
-        f"{site}/nvidia/cublas/__init__.py": b"",
-        f"{dist_info}/METADATA": (
-            f"Metadata-Version: 2.1\nName: {cuda}\nVersion: {cuda_version}\n").encode(),
-        f"{dist_info}/INSTALLER": b"conda\n",
-    }))
+    packages.append(
+        CondaPackage(
+            cuda,
+            cuda_version,
+            "0",
+            SUBDIR,
+            ["python"],
+            {
+                f"{site}/nvidia/cublas/__init__.py": b"",
+                f"{dist_info}/METADATA": (
+                    f"Metadata-Version: 2.1\nName: {cuda}\nVersion: {cuda_version}\n"
+                ).encode(),
+                f"{dist_info}/INSTALLER": b"conda\n",
+            },
+        )
+    )
     return packages
 
 
@@ -358,8 +399,10 @@ def channel_records(channel: Path) -> dict[str, dict[str, dict]]:
     records = {}
     for repodata in sorted(channel.glob("*/repodata.json")):
         data = json.loads(repodata.read_text(encoding="utf-8"))
-        records[repodata.parent.name] = {**data.get("packages", {}),
-                                         **data.get("packages.conda", {})}
+        records[repodata.parent.name] = {
+            **data.get("packages", {}),
+            **data.get("packages.conda", {}),
+        }
     return records
 
 

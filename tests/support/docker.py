@@ -46,8 +46,13 @@ class Build:
 
     def step_ids(self, needle: str) -> list[str]:
         """The progress ids (`#12`) of the steps whose instruction line contains `needle`."""
-        return sorted({m.group(1) for m in re.finditer(r"^(#\d+) \[[^\]]*\] (.*)$", self.log, re.M)
-                       if needle in m.group(2)})
+        return sorted(
+            {
+                m.group(1)
+                for m in re.finditer(r"^(#\d+) \[[^\]]*\] (.*)$", self.log, re.M)
+                if needle in m.group(2)
+            }
+        )
 
     def cached(self, needle: str) -> bool:
         """Whether the step whose instruction contains `needle` was taken from the cache."""
@@ -56,25 +61,47 @@ class Build:
         return re.search(rf"^{ids[0]} CACHED$", self.log, re.M) is not None
 
 
-def build(context: Path, tag: str, *, build_args: dict[str, str] | None = None,
-          target: str | None = None, labels: dict[str, str] | None = None,
-          network: str = "host", timeout: float = 1800) -> Build:
+def build(
+    context: Path,
+    tag: str,
+    *,
+    build_args: dict[str, str] | None = None,
+    target: str | None = None,
+    labels: dict[str, str] | None = None,
+    network: str = "host",
+    timeout: float = 1800,
+) -> Build:
     """Build `context` (its own Dockerfile, unmodified) into the engine's images as `tag`."""
-    command = ["docker", "buildx", "build", "--progress=plain", f"--network={network}",
-               "--load", "--tag", tag]
+    command = [
+        "docker",
+        "buildx",
+        "build",
+        "--progress=plain",
+        f"--network={network}",
+        "--load",
+        "--tag",
+        tag,
+    ]
     for key, value in (build_args or {}).items():
         command += ["--build-arg", f"{key}={value}"]
     for key, value in (labels or {}).items():
         command += ["--label", f"{key}={value}"]
     if target:
         command += ["--target", target]
-    result = subprocess.run([*command, str(context)], capture_output=True, text=True,
-                            timeout=timeout, check=False)
+    result = subprocess.run(
+        [*command, str(context)], capture_output=True, text=True, timeout=timeout, check=False
+    )
     return Build(result.returncode, result.stdout + result.stderr)
 
 
-def run(image: str, *args: str, volumes: tuple[str, ...] = (), env: dict[str, str] | None = None,
-        entrypoint: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def run(
+    image: str,
+    *args: str,
+    volumes: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+    entrypoint: str | None = None,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess:
     """`docker run --rm --network none image args...`, output captured as text."""
     command = ["docker", "run", "--rm", "--network", "none"]
     for volume in volumes:
@@ -83,15 +110,18 @@ def run(image: str, *args: str, volumes: tuple[str, ...] = (), env: dict[str, st
         command += ["--env", f"{key}={value}"]
     if entrypoint is not None:
         command += ["--entrypoint", entrypoint]
-    return subprocess.run([*command, image, *args], capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [*command, image, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def image_label(tag: str, key: str) -> str | None:
     """A label of a local image, or None when the image or the label is absent."""
     result = subprocess.run(
         ["docker", "image", "inspect", "--format", f'{{{{ index .Config.Labels "{key}" }}}}', tag],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     value = result.stdout.strip()
     return value if result.returncode == 0 and value not in ("", "<no value>") else None
@@ -101,11 +131,17 @@ def image_config(tag: str, field: str) -> str:
     """One field of an image's config (`User`, `Entrypoint`, ...), as Go's template prints it."""
     return subprocess.run(
         ["docker", "image", "inspect", "--format", f"{{{{ json .Config.{field} }}}}", tag],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
 
 
 def remove_images(*tags: str) -> None:
     """Untag and delete, in the background: deleting gigabytes of layers takes a minute."""
-    subprocess.Popen(["docker", "image", "rm", "--force", *tags], stdout=subprocess.DEVNULL,
-                     stderr=subprocess.DEVNULL, start_new_session=True)
+    subprocess.Popen(
+        ["docker", "image", "rm", "--force", *tags],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )

@@ -19,8 +19,9 @@ class SyncStep:
     @property
     def skipped(self) -> set[str]:
         """Packages the step leaves to conda (`--no-install-package NAME`)."""
-        return {self.argv[i + 1] for i, word in enumerate(self.argv)
-                if word == "--no-install-package"}
+        return {
+            self.argv[i + 1] for i, word in enumerate(self.argv) if word == "--no-install-package"
+        }
 
 
 def stage_env(instructions, stage: str) -> dict[str, str]:
@@ -55,8 +56,11 @@ def sync_steps(path: Path) -> tuple[dict[str, str], list[SyncStep]]:
             binds = []
             for flag in instruction.flags:
                 if "type=bind" in flag:
-                    options = dict(part.split("=", 1) for part in flag[len("--mount="):].split(",")
-                                   if "=" in part)
+                    options = dict(
+                        part.split("=", 1)
+                        for part in flag[len("--mount=") :].split(",")
+                        if "=" in part
+                    )
                     binds.append(options.get("source", "."))
             steps.append(SyncStep(shlex.split(instruction.value[0]), binds))
     return stage_env(instructions, "app"), steps

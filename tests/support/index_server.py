@@ -33,8 +33,9 @@ class IndexFiles:
         projects = {}
         for page in sorted(index_root.glob("*/index.html")):
             hrefs = re.findall(r'href="([^"#]+)', page.read_text(encoding="utf-8"))
-            projects[page.parent.name] = [Path(url2pathname(urlparse(html.unescape(h)).path))
-                                          for h in hrefs]
+            projects[page.parent.name] = [
+                Path(url2pathname(urlparse(html.unescape(h)).path)) for h in hrefs
+            ]
         return cls(projects)
 
     def page(self, project: str) -> bytes | None:
@@ -54,8 +55,14 @@ class IndexFiles:
 class IndexServer(LoopbackServer):
     """`with IndexServer(files, fault="503") as server: server.url` -> http://127.0.0.1:<port>/simple."""
 
-    def __init__(self, files: IndexFiles, fault: str = "none", *, delay: float = 60.0,
-                 auth: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        files: IndexFiles,
+        fault: str = "none",
+        *,
+        delay: float = 60.0,
+        auth: tuple[str, str] | None = None,
+    ) -> None:
         assert fault in FAULTS, fault
         self.files, self.fault, self.delay, self.auth = files, fault, delay, auth
         self.requests: list[tuple[str, str, int]] = []  # (path, Authorization header, status)
@@ -87,9 +94,17 @@ class IndexServer(LoopbackServer):
 
     # ----------------------------------------------------------------------- responses
 
-    def _send(self, handler: BaseHTTPRequestHandler, status: int, body: bytes,
-              content_type: str = "text/html", *, head: bool = False,
-              length: int | None = None, extra: dict[str, str] | None = None) -> None:
+    def _send(
+        self,
+        handler: BaseHTTPRequestHandler,
+        status: int,
+        body: bytes,
+        content_type: str = "text/html",
+        *,
+        head: bool = False,
+        length: int | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> None:
         self.requests.append((handler.path, handler.headers.get("Authorization", ""), status))
         handler.send_response(status)
         handler.send_header("Content-Type", content_type)
@@ -108,8 +123,14 @@ class IndexServer(LoopbackServer):
 
             expected = "Basic " + base64.b64encode(":".join(self.auth).encode()).decode()
             if handler.headers.get("Authorization") != expected:
-                self._send(handler, 401, b"unauthorized", "text/plain", head=head,
-                           extra={"WWW-Authenticate": 'Basic realm="mirror"'})
+                self._send(
+                    handler,
+                    401,
+                    b"unauthorized",
+                    "text/plain",
+                    head=head,
+                    extra={"WWW-Authenticate": 'Basic realm="mirror"'},
+                )
                 return
         if self.fault == "503":
             self._send(handler, 503, b"index down for maintenance", "text/plain", head=head)
@@ -136,8 +157,14 @@ class IndexServer(LoopbackServer):
         if len(parts) == 2 and parts[0] == "files" and (wheel := self.files.file(parts[1])):
             data = wheel.read_bytes()
             if self.fault == "truncated":
-                self._send(handler, 200, data[: len(data) // 3], "application/octet-stream",
-                           head=head, length=len(data))
+                self._send(
+                    handler,
+                    200,
+                    data[: len(data) // 3],
+                    "application/octet-stream",
+                    head=head,
+                    length=len(data),
+                )
                 handler.close_connection = True
             else:
                 self._send(handler, 200, data, "application/octet-stream", head=head)

@@ -26,8 +26,15 @@ def uv_lock(project: Path, **env: str) -> subprocess.CompletedProcess:
     """Run `uv lock` in `project` (extra environment variables in `env`); the caller checks it."""
     uv = shutil.which("uv")
     assert uv, "uv is needed to lock"
-    return subprocess.run([uv, "lock"], cwd=project, env={**UV_ENV, **env}, capture_output=True,
-                          text=True, timeout=900, check=False)
+    return subprocess.run(
+        [uv, "lock"],
+        cwd=project,
+        env={**UV_ENV, **env},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
 
 
 def read_lock(project: Path) -> dict:

@@ -49,7 +49,10 @@ def find_links_dirs() -> list[tuple[Path, str]]:
         try:
             result = subprocess.run(
                 [*pip, "config", "get", "global.find-links"],
-                capture_output=True, text=True, timeout=30, check=False,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
             )
         except (OSError, subprocess.TimeoutExpired):
             continue
@@ -57,8 +60,9 @@ def find_links_dirs() -> list[tuple[Path, str]]:
             found += _folders(result.stdout, "pip config")
             break
     first = {folder: origin for folder, origin in reversed(found)}  # where each was named first
-    return [(folder, first[folder]) for folder in dict.fromkeys(f for f, _ in found)
-            if folder.is_dir()]
+    return [
+        (folder, first[folder]) for folder in dict.fromkeys(f for f, _ in found) if folder.is_dir()
+    ]
 
 
 def find_torch_wheel() -> tuple[Path | None, str]:
@@ -91,8 +95,14 @@ def _record_line(name: str, data: bytes) -> str:
     return f"{name},sha256={digest},{len(data)}"
 
 
-def build_wheel(folder: Path, name: str, version: str, files: dict[str, bytes],
-                requires: tuple[str, ...] = (), tag: str = WHEEL_TAG) -> Path:
+def build_wheel(
+    folder: Path,
+    name: str,
+    version: str,
+    files: dict[str, bytes],
+    requires: tuple[str, ...] = (),
+    tag: str = WHEEL_TAG,
+) -> Path:
     """Write a minimal wheel holding `files`, with the given name, version, tag and requirements."""
     dist_info = f"{name}-{version}.dist-info"
     requirement_lines = "".join(f"Requires-Dist: {req}\n" for req in requires)

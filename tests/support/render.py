@@ -24,8 +24,14 @@ def answers_for(name: str, **overrides) -> dict:
 def render(dst: Path, answers: dict, *, tasks: bool = False) -> Path:
     """Render into `dst` from HEAD of this repository (uncommitted edits included)."""
     run_copy(
-        str(ROOT), dst, data=answers, defaults=True, unsafe=True, vcs_ref="HEAD",
-        skip_tasks=not tasks, quiet=True,
+        str(ROOT),
+        dst,
+        data=answers,
+        defaults=True,
+        unsafe=True,
+        vcs_ref="HEAD",
+        skip_tasks=not tasks,
+        quiet=True,
     )
     return dst
 

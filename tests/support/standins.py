@@ -52,8 +52,9 @@ class Standins(LoopbackServer):
     def url(self) -> str:
         return self.origin
 
-    def answer(self, path: str, data: object, content_type: str = "application/json",
-               status: int = 200) -> None:
+    def answer(
+        self, path: str, data: object, content_type: str = "application/json", status: int = 200
+    ) -> None:
         body = data if isinstance(data, bytes) else json.dumps(data).encode()
         self.answers[path] = (status, content_type, body)
 
@@ -73,8 +74,11 @@ class Standins(LoopbackServer):
             target = self.folders[prefix] / rest
             target = target / "index.html" if target.is_dir() else target
             if target.is_file():
-                return 200, TYPES.get(target.suffix, "application/octet-stream"), \
-                    target.read_bytes()
+                return (
+                    200,
+                    TYPES.get(target.suffix, "application/octet-stream"),
+                    target.read_bytes(),
+                )
         return 404, "text/plain", b"not found"
 
 
@@ -89,15 +93,25 @@ def closed_port_url() -> str:
 # ---------------------------------------------------------------------- PyPI (PEP 691 JSON)
 
 
-def pypi_project(standins: Standins, name: str, versions: list[str], *,
-                 yanked: list[str] = ()) -> None:
+def pypi_project(
+    standins: Standins, name: str, versions: list[str], *, yanked: list[str] = ()
+) -> None:
     """`/pypi/simple/<name>/` as PyPI answers it in JSON: a wheel per version, some yanked."""
-    files = [{"filename": f"{name.replace('-', '_')}-{v}-py3-none-any.whl",
-              "url": f"https://files.example/{name}-{v}.whl", "hashes": {"sha256": "0" * 64},
-              "yanked": v in yanked}
-             for v in [*versions, *yanked]]
-    page = {"meta": {"api-version": "1.1"}, "name": canonicalize_name(name),
-            "versions": [*versions, *yanked], "files": files}
+    files = [
+        {
+            "filename": f"{name.replace('-', '_')}-{v}-py3-none-any.whl",
+            "url": f"https://files.example/{name}-{v}.whl",
+            "hashes": {"sha256": "0" * 64},
+            "yanked": v in yanked,
+        }
+        for v in [*versions, *yanked]
+    ]
+    page = {
+        "meta": {"api-version": "1.1"},
+        "name": canonicalize_name(name),
+        "versions": [*versions, *yanked],
+        "files": files,
+    }
     standins.answer(f"/pypi/simple/{canonicalize_name(name)}/", page, PEP691_JSON)
 
 
@@ -109,22 +123,33 @@ def cpu_index_folder(folder: Path, projects: dict[str, list[str]]) -> Path:
     for name, versions in projects.items():
         links = "\n".join(
             f'<a href="../../files/{quote(wheel)}#sha256={"0" * 64}">{html.escape(wheel)}</a><br/>'
-            for wheel in (f"{name}-{v}-{WHEEL_TAG}.whl" for v in versions))
+            for wheel in (f"{name}-{v}-{WHEEL_TAG}.whl" for v in versions)
+        )
         (folder / name).mkdir(parents=True, exist_ok=True)
         (folder / name / "index.html").write_text(
-            f"<!DOCTYPE html>\n<html><body>\n{links}\n</body></html>\n", encoding="utf-8")
+            f"<!DOCTYPE html>\n<html><body>\n{links}\n</body></html>\n", encoding="utf-8"
+        )
     return folder
 
 
 # ---------------------------------------------------------------------- conda channel folder
 
 
-def conda_channel(folder: Path, packages: list[tuple[str, str, str]],
-                  subdir: str = "linux-64") -> Path:
+def conda_channel(
+    folder: Path, packages: list[tuple[str, str, str]], subdir: str = "linux-64"
+) -> Path:
     """A channel folder whose `<subdir>/repodata.json` lists (name, version, build) records."""
-    records = {f"{name}-{version}-{build}.conda": {
-        "name": name, "version": version, "build": build, "build_number": 0,
-        "depends": [], "subdir": subdir} for name, version, build in packages}
+    records = {
+        f"{name}-{version}-{build}.conda": {
+            "name": name,
+            "version": version,
+            "build": build,
+            "build_number": 0,
+            "depends": [],
+            "subdir": subdir,
+        }
+        for name, version, build in packages
+    }
     (folder / subdir).mkdir(parents=True, exist_ok=True)
     repodata = {"info": {"subdir": subdir}, "packages": {}, "packages.conda": records}
     (folder / subdir / "repodata.json").write_text(json.dumps(repodata), encoding="utf-8")
@@ -138,17 +163,26 @@ def registry_tags(standins: Standins, repository: str, pages: list[list[str]]) -
     """Docker Hub's `/v2/repositories/<repo>/tags`: `pages` of tag names, linked by `next`."""
     base = f"/registry/v2/repositories/{repository}/tags"
     for number, tags in enumerate(pages, start=1):
-        following = (f"{standins.url}{base}?page_size=100&page={number + 1}"
-                     if number < len(pages) else None)
+        following = (
+            f"{standins.url}{base}?page_size=100&page={number + 1}" if number < len(pages) else None
+        )
         path = f"{base}?page_size=100" + ("" if number == 1 else f"&page={number}")
-        standins.answer(path, {"count": sum(map(len, pages)), "next": following,
-                               "results": [{"name": tag} for tag in tags]})
+        standins.answer(
+            path,
+            {
+                "count": sum(map(len, pages)),
+                "next": following,
+                "results": [{"name": tag} for tag in tags],
+            },
+        )
 
 
 def github_release(standins: Standins, repository: str, tag: str, sha: str) -> None:
     """GitHub's latest release of `repository` and the commit its tag points at."""
-    standins.answer(f"/github/repos/{repository}/releases/latest",
-                    {"tag_name": tag, "name": tag, "draft": False, "prerelease": False})
+    standins.answer(
+        f"/github/repos/{repository}/releases/latest",
+        {"tag_name": tag, "name": tag, "draft": False, "prerelease": False},
+    )
     standins.answer(f"/github/repos/{repository}/commits/{tag}", {"sha": sha})
 
 
@@ -159,8 +193,8 @@ def admitted_ranges(catalogue: dict) -> dict[str, tuple[str, str]]:
         for entry in catalogue[group].values():
             for pinned in [entry, *entry.get("requires", [])]:
                 if "version" in pinned:
-                    low = next(s.version for s in SpecifierSet(pinned["version"])
-                               if s.operator == ">=")
+                    low = next(
+                        s.version for s in SpecifierSet(pinned["version"]) if s.operator == ">="
+                    )
                     pins[pinned["pypi"]] = (pinned["version"], f"{low}.0")
     return pins
-

@@ -35,7 +35,11 @@ MARKER = re.compile(r"^(<<<<<<< |=======$|>>>>>>> )", re.MULTILINE)
 def git(cwd: Path, *args: str) -> str:
     result = subprocess.run(
         ["git", "-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false", *args],
-        cwd=cwd, env={**os.environ, **GIT_ENV}, capture_output=True, text=True, check=True,
+        cwd=cwd,
+        env={**os.environ, **GIT_ENV},
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return result.stdout
 
@@ -82,13 +86,15 @@ def lock_data(project: Path) -> dict:
     return tomllib.loads((project / "uv.lock").read_text(encoding="utf-8"))
 
 
-def generate(template: Path, dst: Path, mirror_url: str, log: Path, vcs_ref: str,
-             **answers) -> Path:
+def generate(
+    template: Path, dst: Path, mirror_url: str, log: Path, vcs_ref: str, **answers
+) -> Path:
     """A project from release `vcs_ref`, locked by the copy task, committed as its user would."""
     data = answers_for("none-bare-311", **local_answers(mirror_url, **answers))
     with hook_log(log):
-        run_copy(str(template), dst, data=data, defaults=True, unsafe=True,
-                 vcs_ref=vcs_ref, quiet=True)
+        run_copy(
+            str(template), dst, data=data, defaults=True, unsafe=True, vcs_ref=vcs_ref, quiet=True
+        )
     assert log_lines(log) == [f"copy {dst.resolve()}"], "the lock task must run once, on copy"
     assert (dst / "uv.lock").exists()
     git(dst, "init", "-q", "-b", "main")
@@ -103,8 +109,11 @@ def edit_like_a_user(project: Path, dependency_list: str = "dependencies") -> Pa
     """
     with (project / "README.md").open("a", encoding="utf-8") as readme:
         readme.write(f"\n{README_LINE}\n")
-    replace_once(project / "pyproject.toml", f"\n{dependency_list} = [\n",
-                 f'\n{dependency_list} = [\n    "{USER_DEPENDENCY}",\n')
+    replace_once(
+        project / "pyproject.toml",
+        f"\n{dependency_list} = [\n",
+        f'\n{dependency_list} = [\n    "{USER_DEPENDENCY}",\n',
+    )
     locked = uv(project, "lock")
     assert locked.returncode == 0, locked.stderr
     package = yaml.safe_load((project / ".copier-answers.yml").read_text())["package_name"]
