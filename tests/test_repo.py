@@ -1,0 +1,72 @@
+"""The template repository itself: what git ignores, its licence, and its own lint and types."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.compat import tomllib
+from tests.support.render import ROOT
+
+# Files that running the suite, ruff, mypy or uv leaves in the clone. Copier renders from the
+# clone, so any of these left untracked would dirty it and record a `_commit` only it has.
+CACHES = [
+    "tests/__pycache__/test_render.cpython-311.pyc",
+    "tests/support/__pycache__/render.cpython-313.pyc",
+    "hooks/__pycache__/lock_project.cpython-310.pyc",
+    "tools/__pycache__/pins.cpython-312.pyc",
+    "bench/__pycache__/build.cpython-311.pyc",
+    "template/scripts/__pycache__/lock_report.cpython-311.pyc",
+    ".pytest_cache/v/cache/nodeids",
+    ".mypy_cache/3.11/cache.db",
+    ".ruff_cache/0.8.0/123",
+    ".venv/bin/python",
+    "dist/ml_container_template-0.2.0.tar.gz",
+]
+# The SPDX id in pyproject.toml and the first line of that licence's text.
+LICENCE_TITLES = {"MIT": "MIT License"}
+
+
+def git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+@pytest.mark.parametrize("path", CACHES)
+def test_caches_and_builds_are_ignored(path):
+    result = git("check-ignore", "--no-index", "--quiet", path)
+    assert result.returncode == 0, f"git would show {path} as untracked: add it to .gitignore"
+
+
+def test_no_tracked_file_is_ignored():
+    """An ignore rule must never hide a file the template ships, such as template/.gitignore."""
+    result = git("ls-files", "--cached", "--ignored", "--exclude-standard")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "", f"tracked files matched by .gitignore:\n{result.stdout}"
+
+
+def test_compiling_the_repo_leaves_nothing_untracked():
+    """Bytecode for every module, as importing them would write it: git must not see any."""
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", "bench", "hooks", "tests", "tools"],
+        cwd=ROOT,
+        capture_output=True,
+        check=False,  # a file mid-edit may not compile; the others still get their bytecode
+    )
+    status = git("status", "--porcelain", "--untracked-files=all", "--ignored=no")
+    assert status.returncode == 0, status.stderr
+    untracked = [line[3:] for line in status.stdout.splitlines() if line.startswith("??")]
+    # Only caches count: new source files may be untracked while someone works on them.
+    caches = [path for path in untracked if "__pycache__" in path or path.endswith(".pyc")]
+    assert caches == [], f"untracked bytecode dirties the clone Copier renders from: {caches}"
+
+
+def test_licence_file_matches_pyproject():
+    spdx = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "license"
+    ]
+    lines = (ROOT / "LICENSE").read_text(encoding="utf-8").splitlines()
+    assert spdx in LICENCE_TITLES, f"no licence text known for {spdx!r}"
+    assert lines[0] == LICENCE_TITLES[spdx]
+    assert "Copyright (c) 2026 The ml-container-template authors" in lines
