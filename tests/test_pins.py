@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.specifiers import SpecifierSet
 
-from tests.support.render import CATALOGUE, ROOT
+from tests.support.render import ANSWER_SETS, CATALOGUE, ROOT, answers_for, render
 from tests.support.standins import (
     Standins,
     admitted_ranges,
@@ -46,6 +47,42 @@ def range_pins() -> dict[str, tuple[str, str]]:
     return admitted_ranges(CATALOGUE)
 
 
+def lowest(spec: str) -> str:
+    """The lowest release a `>=` range admits, as a full version."""
+    return next(s.version for s in SpecifierSet(spec) if s.operator == ">=") + ".0"
+
+
+def conda_ranges() -> dict[str, tuple[str, str]]:
+    """conda name -> (range, catalogue place) of every conda spec outside the torch family."""
+    found = {}
+    for group in ("libraries", "stores"):
+        for key, entry in CATALOGUE[group].items():
+            for i, pinned in enumerate([entry, *entry.get("requires", [])]):
+                if "conda" not in pinned or "version" not in pinned:
+                    continue
+                place = f"{group}.{key}" + (f".requires[{i - 1}]" if i else "")
+                if "version" in pinned["conda"]:
+                    found[pinned["conda"]["name"]] = (
+                        pinned["conda"]["version"],
+                        f"{place}.conda.version",
+                    )
+                else:
+                    found[pinned["conda"]["name"]] = (pinned["version"], f"{place}.version")
+    return found
+
+
+def conda_lines() -> set[tuple[str, str]]:
+    """(row name, place) of every torch-family conda spec: each line conda may install."""
+    libraries = CATALOGUE["libraries"]
+    return {
+        (f"{libraries[key]['conda']['name']} on conda-forge", f"torch_releases[{i}].{key}")
+        for i, line in enumerate(CATALOGUE["torch_releases"])
+        if line.get("conda", True) is not False
+        for key in line
+        if key in libraries and "conda" in libraries[key]
+    }
+
+
 def actions() -> dict[str, tuple[str, str]]:
     """owner/repo -> (sha, release) as the workflows pin them."""
     found = {}
@@ -66,6 +103,7 @@ def publish(
     moved_on: bool,
     conda_torchvision_build: str = "cpu_py311_h1234567_0",
     torchaudio_follows: bool = False,
+    conda_extra: tuple[tuple[str, str, str], ...] = (),
 ) -> dict[str, str]:
     """Register one world's answers on `standins`; the URL of each source."""
     lines = CATALOGUE["torch_releases"]
@@ -78,7 +116,9 @@ def publish(
     pypi.update({name: [low] for name, (_, low) in range_pins().items()})
     conda = [("pytorch-cpu", v, "cpu_generic_py311_h1234567_0") for v in torch]
     conda += [(key, v, "cpu_py311_h1234567_0") for key, vs in companions.items() for v in vs]
-    conda += [("faiss-cpu", range_pins()["faiss-cpu"][1], "py311_h1234567_0")]
+    conda += [
+        (name, lowest(spec), "py311_h1234567_0") for name, (spec, _) in conda_ranges().items()
+    ]
     tags = [[MICROMAMBA, "2.6.1", "2.6.0-debian13-slim", "latest"]]
     releases = {repo: (comment, sha) for repo, (sha, comment) in actions().items()}
     if moved_on:
@@ -94,6 +134,7 @@ def publish(
         ]
         tags.append(["2.6.2", NEW_MICROMAMBA, "2.7.0"])  # a second page
         releases["actions/checkout"] = (NEW_CHECKOUT, NEW_SHA)
+    conda += conda_extra
     if torchaudio_follows:
         companions["torchaudio"].append(NEW_TORCH)
         conda.append(("torchaudio", NEW_TORCH, "cpu_py311_h7654321_0"))
@@ -203,7 +244,6 @@ def test_every_pin_is_reported_and_current(root, standins, tmp_path):
         "torchaudio on CPU index",
         "pytorch-cpu on conda-forge",
         "torchvision on conda-forge",
-        "torchaudio on conda-forge",
         "faiss-cpu on conda-forge",
         "uv on PyPI",
         "mambaorg/micromamba on the registry",
@@ -308,7 +348,7 @@ def test_each_kind_of_pin_behind(root, standins, tmp_path):
         ("pytorch-cpu on conda-forge", "torch_releases[0].torch"),
         ("torchvision on conda-forge", "torch_releases[0].torchvision"),
         ("transformers on PyPI", "libraries.transformers.version"),
-        ("faiss-cpu on conda-forge", "stores.faiss.version"),
+        ("faiss-cpu on conda-forge", "stores.faiss.conda.version"),
         ("uv on PyPI", "images.uv"),
         ("mambaorg/micromamba on the registry", "images.micromamba"),
     }
@@ -340,6 +380,104 @@ def test_a_pin_that_admits_no_release_is_unavailable(root, standins, tmp_path):
     pin = row(report(result), "torchaudio on CPU index", "torch_releases[1]")
     assert result.returncode == 1
     assert pin["status"] == "unavailable" and pin["note"] == "no release matches the pin"
+
+
+# ---------------------------------------------------------------------- conda-forge
+
+
+def conda_rows(data: dict) -> dict[tuple[str, str], dict]:
+    return {(r["name"], r["where"]): r for r in data["pins"] if r["name"].endswith("conda-forge")}
+
+
+def test_every_conda_spec_is_judged_by_the_range_environment_yml_gets(root, standins, tmp_path):
+    data = report(run_pins(root, publish(standins, tmp_path, moved_on=False), "--json"))
+    rows = conda_rows(data)
+    ranges = {(f"{name} on conda-forge", where) for name, (_, where) in conda_ranges().items()}
+    assert set(rows) == conda_lines() | ranges
+    assert all(r["status"] == "current" for r in rows.values()), rows
+    # No conda build of a line marked `conda: false`: environment.yml never names it.
+    marked = tuple(
+        f"torch_releases[{i}]."
+        for i, line in enumerate(CATALOGUE["torch_releases"])
+        if line.get("conda") is False
+    )
+    assert not [where for _, where in rows if marked and where.startswith(marked)]
+    # faiss: conda-forge's own range, not PyPI's (which admits nothing conda-forge builds).
+    faiss = rows[("faiss-cpu on conda-forge", "stores.faiss.conda.version")]
+    assert faiss["current"] == CATALOGUE["stores"]["faiss"]["conda"]["version"]
+    assert faiss["kind"] == "conda" and faiss["latest"] == lowest(faiss["current"])
+
+
+def test_every_spec_a_rendered_environment_yml_holds_has_a_row(root, standins, tmp_path):
+    """Each answer set, with conda installing what it may: its specs are among the rows."""
+    data = report(run_pins(root, publish(standins, tmp_path, moved_on=False), "--json"))
+    judged = {(r["name"].removesuffix(" on conda-forge"), r["current"]) for r in data["pins"]}
+    seen = set()
+    for name in ANSWER_SETS:
+        project = render(tmp_path / name, answers_for(name, torch_installer="conda"))
+        env = yaml.safe_load((project / "environment.yml").read_text(encoding="utf-8"))
+        for spec in env["dependencies"]:
+            # `name=line=build` or `name<range>`, as includes/plan.jinja writes them.
+            match = re.fullmatch(r"([a-z0-9_.-]+)(?:=([^=]+)(?:=.*)?|(.*))", spec)
+            package, version = match[1], match[2] or match[3]
+            if package != "python":
+                assert (package, version) in judged, (name, spec)
+                seen.add(package)
+    assert {"pytorch-cpu", "faiss-cpu"} <= seen  # the answer sets reach both kinds
+
+
+def test_a_conda_range_that_excludes_conda_forges_newest_fails(root, standins, tmp_path):
+    urls = publish(
+        standins, tmp_path, moved_on=False, conda_extra=(("faiss-cpu", "2.0.0", "py311_h0_0"),)
+    )
+    result = run_pins(root, urls, "--json")
+    data = report(result)
+    assert result.returncode == 1
+    faiss = row(data, "faiss-cpu on conda-forge", "stores.faiss.conda.version")
+    assert (faiss["status"], faiss["latest"]) == ("behind", "2.0.0")
+    assert "outside the range" in faiss["note"] and not faiss["writable"]
+    assert [r["name"] for r in data["pins"] if r["status"] != "current"] == [faiss["name"]]
+
+
+def test_a_torch_line_without_the_chosen_conda_build_is_unavailable(root, standins, tmp_path):
+    """conda-forge has pytorch-cpu 2.13 only as cpu_mkl: the line's cpu_generic spec fails."""
+    urls = publish(standins, tmp_path, moved_on=False)
+    repodata = tmp_path / "conda" / "linux-64" / "repodata.json"
+    channel = json.loads(repodata.read_text())
+    for record in channel["packages.conda"].values():
+        if record["name"] == "pytorch-cpu":
+            record["build"] = record["build"].replace("cpu_generic", "cpu_mkl")
+    repodata.write_text(json.dumps(channel))
+    result = run_pins(root, urls, "--json")
+    pin = row(report(result), "pytorch-cpu on conda-forge", "torch_releases[0].torch")
+    assert result.returncode == 1
+    assert pin["status"] == "unavailable" and pin["latest"] == "none"
+
+
+def test_without_a_conda_range_the_pypi_range_is_judged(root, standins, tmp_path):
+    catalogue = root / "catalogue.yml"
+    spec = CATALOGUE["stores"]["faiss"]["conda"]["version"]
+    text = catalogue.read_text(encoding="utf-8")
+    edited = text.replace(
+        f'conda: {{name: faiss-cpu, version: "{spec}"}}', "conda: {name: faiss-cpu}"
+    )
+    assert edited != text
+    catalogue.write_text(edited, encoding="utf-8")
+    result = run_pins(root, publish(standins, tmp_path, moved_on=False), "--json")
+    faiss = row(report(result), "faiss-cpu on conda-forge", "stores.faiss")
+    assert result.returncode == 1
+    assert faiss["where"] == "stores.faiss.version"
+    assert faiss["current"] == CATALOGUE["stores"]["faiss"]["version"]
+    assert faiss["status"] == "unavailable"  # conda-forge's newest is below PyPI's range
+
+
+def test_an_unreachable_channel_leaves_every_conda_spec_unknown(root, standins, tmp_path):
+    urls = {**publish(standins, tmp_path, moved_on=False), "conda": closed_port_url()}
+    result = run_pins(root, urls, "--json")
+    rows = conda_rows(report(result))
+    assert result.returncode == 0
+    assert len(rows) == len(conda_lines()) + len(conda_ranges())
+    assert {r["status"] for r in rows.values()} == {"unknown"}
 
 
 # ---------------------------------------------------------------------- unreachable
@@ -473,7 +611,7 @@ def test_a_torchaudio_release_joins_the_new_line_and_retires_the_old_one(root, s
     removed, added = changed_lines(before, after)
     assert [line for line in removed if "torch:" in line] == [
         '  - {torch: "2.13.*", torchvision: "0.28.*"}',
-        '  - {torch: "2.11.*", torchvision: "0.26.*", torchaudio: "2.11.*"}',
+        '  - {torch: "2.11.*", torchvision: "0.26.*", torchaudio: "2.11.*", conda: false}',
     ]
     assert [line for line in added if "torch:" in line] == [
         '  - {torch: "2.15.*", torchvision: "0.30.*", torchaudio: "2.15.*"}'

@@ -4,9 +4,14 @@
 
 Reads catalogue.yml (torch release lines, library and store ranges, base images) and every
 action pinned in the template's workflows, asks each pin's registry for its latest release, and
-prints current versus latest. Exit status: 0 when nothing is behind, 1 when a pin is behind or
-admits no release at all, 2 when the catalogue cannot be read. A registry that cannot be reached
-reads "unknown (unreachable)" and does not change the exit status.
+prints current versus latest. Every conda spec the template can write into environment.yml is
+judged against conda-forge's newest release (of the catalogue's CPU build, where it names one):
+pytorch-cpu, torchvision and torchaudio per torch release line (except lines marked
+`conda: false`), and each library or store with a `conda` entry, by its conda range or else its
+PyPI range. Exit status: 0 when nothing is behind, 1 when a pin is behind (its range excludes the
+newest release; older torch lines count only for releases of their own line) or admits no
+release at all, 2 when the catalogue cannot be read. A registry that cannot be reached reads
+"unknown (unreachable)" and does not change the exit status.
 
 `--json` prints {"pins": [{"kind", "name", "where", "current", "latest", "status", "note",
 "writable", "proposed"}], "summary": {status: count}, "written": [{"where", "old", "new",
@@ -138,6 +143,11 @@ def family_keys(data: dict) -> list[str]:
     return [key for key, lib in data["libraries"].items() if lib.get("torch_family")]
 
 
+def conda_builds_line(line: dict) -> bool:
+    """Whether conda may install this release line (`conda: false` says conda-forge cannot)."""
+    return line.get("conda", True) is not False
+
+
 def conda_versions(sources: Sources, conda: dict) -> list[Version]:
     """conda-forge releases of a package, of the CPU build the catalogue names."""
     build = conda.get("build", "*")
@@ -165,8 +175,20 @@ def companion_offsets(lines: list[dict], key: str) -> tuple[int, int] | None:
 def check_torch_lines(data: dict, sources: Sources) -> list[Row]:
     lines, libraries, rows = data["torch_releases"], data["libraries"], []
     keys = family_keys(data)
+    # Only the newest line holding a library must hold that source's newest release of it.
     newest_with = {
-        key: next((i for i, line in enumerate(lines) if key in line), None) for key in keys
+        origin: {
+            key: next(
+                (
+                    i
+                    for i, line in enumerate(lines)
+                    if key in line and (origin != "conda-forge" or conda_builds_line(line))
+                ),
+                None,
+            )
+            for key in keys
+        }
+        for origin in ("CPU index", "conda-forge")
     }
     pypi = Row("torch line", "torch on PyPI", "torch_releases[0].torch", lines[0]["torch"], "", "")
     try:
@@ -181,7 +203,11 @@ def check_torch_lines(data: dict, sources: Sources) -> list[Row]:
     for origin in ("CPU index", "conda-forge"):
         for i, line in enumerate(lines):
             for key in keys:
-                if key not in line or (origin == "conda-forge" and "conda" not in libraries[key]):
+                if key not in line:
+                    continue
+                if origin == "conda-forge" and (
+                    "conda" not in libraries[key] or not conda_builds_line(line)
+                ):
                     continue
                 name = (
                     libraries[key]["conda"]["name"]
@@ -200,7 +226,7 @@ def check_torch_lines(data: dict, sources: Sources) -> list[Row]:
                     versions = family_versions(sources, libraries[key], origin)
                     row.latest = latest_text(versions)
                     row.status, row.note = judge(
-                        line[key], versions, newest_line=newest_with[key] == i
+                        line[key], versions, newest_line=newest_with[origin][key] == i
                     )
                 except Unreachable as error:
                     unknown(row, error)
@@ -223,7 +249,8 @@ def propose_line(data: dict, sources: Sources) -> tuple[str, Fix | None]:
     torch = max(sources.cpu_index_versions(libraries["torch"]["pypi"]))
     entries = {"torch": line_of(torch)}
     missing = []
-    for key in family_keys(data):
+    keys = family_keys(data)
+    for key in keys:
         if key == "torch":
             pin = entries["torch"]
         elif offsets := companion_offsets(lines, key):
@@ -246,7 +273,7 @@ def propose_line(data: dict, sources: Sources) -> tuple[str, Fix | None]:
     if missing:
         return "not written: " + "; ".join(missing), None
     # Lines holding no library the new one lacks would never be chosen again.
-    superseded = [i for i, line in enumerate(lines) if set(line) <= set(entries)]
+    superseded = [i for i, line in enumerate(lines) if set(line).intersection(keys) <= set(entries)]
     text = ", ".join(f"{key} {pin}" for key, pin in entries.items())
 
     def apply(catalogue: Catalogue) -> None:
@@ -263,7 +290,7 @@ def propose_line(data: dict, sources: Sources) -> tuple[str, Fix | None]:
 
 def range_pins(data: dict) -> list[tuple[tuple, dict]]:
     """(key path of the version, catalogue entry) for every range outside the torch family."""
-    pins = []
+    pins: list[tuple[tuple, dict]] = []
     for group in ("libraries", "stores"):
         for key, entry in data[group].items():
             if "version" in entry:
@@ -275,6 +302,11 @@ def range_pins(data: dict) -> list[tuple[tuple, dict]]:
 
 def where_of(path: tuple) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+
+
+def scalar_fix(path: tuple, value: str) -> Fix:
+    """The fix that writes `value` at `path` in catalogue.yml."""
+    return Fix(value, lambda catalogue: catalogue.set_scalar(path, value))
 
 
 def check_ranges(data: dict, sources: Sources) -> list[Row]:
@@ -291,24 +323,32 @@ def check_ranges(data: dict, sources: Sources) -> list[Row]:
                 raised = upper_bound_raised(pin, latest)
                 row.note = f"newer major: {latest.major}" if raised else row.note
                 if raised:
-                    row.fix = Fix(
-                        raised, lambda c, path=path, raised=raised: c.set_scalar(path, raised)
-                    )
+                    row.fix = scalar_fix(path, raised)
         except Unreachable as error:
             unknown(row, error)
         rows.append(row)
         if "conda" in entry:
-            conda = Row(
-                "conda", f"{entry['conda']['name']} on conda-forge", where_of(path), pin, "", ""
-            )
-            try:
-                versions = conda_versions(sources, entry["conda"])
-                conda.latest = latest_text(versions)
-                conda.status, conda.note = judge(pin, versions)
-            except Unreachable as error:
-                unknown(conda, error)
-            rows.append(conda)
+            rows.append(check_conda_range(path, entry, sources))
     return rows
+
+
+def check_conda_range(path: tuple, entry: dict, sources: Sources) -> Row:
+    """The spec environment.yml gets: the conda range where there is one, else the PyPI range."""
+    conda = entry["conda"]
+    if "version" in conda:
+        path, pin = (*path[:-1], "conda", "version"), conda["version"]
+    else:
+        pin = entry["version"]
+    row = Row("conda", f"{conda['name']} on conda-forge", where_of(path), pin, "", "")
+    try:
+        versions = conda_versions(sources, conda)
+        row.latest = latest_text(versions)
+        row.status, row.note = judge(pin, versions)
+        if row.status == "behind":
+            row.note = f"conda-forge's newest is outside the range; {row.note}"
+    except Unreachable as error:
+        unknown(row, error)
+    return row
 
 
 # ---------------------------------------------------------------------- base images
@@ -440,18 +480,18 @@ def write(root: Path, rows: list[Row]) -> list[dict]:
     """Apply every safe fix to catalogue.yml (and the workflows' uv release); what changed."""
     path = root / "catalogue.yml"
     catalogue = Catalogue(path.read_text(encoding="utf-8"))
-    fixes = [row for row in rows if row.fix]
-    for row in fixes:
-        row.fix.apply(catalogue)
+    fixes = [(row, fix) for row in rows if (fix := row.fix)]
+    for _, fix in fixes:
+        fix.apply(catalogue)
     text = catalogue.edited()
     if text == catalogue.text:
         return []
     yaml.safe_load(text)  # never leave a catalogue that does not parse
     path.write_text(text, encoding="utf-8")
     written = []
-    for row in fixes:
-        files = ["catalogue.yml", *(str(p.relative_to(root)) for p in row.fix.also(root))]
-        written.append({"where": row.where, "old": row.current, "new": row.fix.new, "files": files})
+    for row, fix in fixes:
+        files = ["catalogue.yml", *(str(p.relative_to(root)) for p in fix.also(root))]
+        written.append({"where": row.where, "old": row.current, "new": fix.new, "files": files})
     return written
 
 

@@ -135,18 +135,34 @@ class Sources:
 
     def conda_records(self, name: str) -> list[tuple[Version, str]]:
         """(version, build string) of every `name` package in the channel's subdir."""
-        url = f"{self.conda_channel_url.rstrip('/')}/{self.conda_subdir}/repodata.json"
-        repodata = self.fetch_json(url)
         records = []
-        for key in ("packages", "packages.conda"):
-            for record in (repodata.get(key) or {}).values():
-                if record.get("name") != name:
-                    continue
-                try:
-                    records.append((Version(record["version"]), record.get("build", "")))
-                except (InvalidVersion, KeyError, TypeError):
-                    continue
+        for version, build in self.conda_index().get(name, []):
+            try:
+                records.append((Version(version), build))
+            except (InvalidVersion, TypeError):
+                continue
         return records
+
+    def conda_index(self) -> dict[str, list[tuple[str, str]]]:
+        """Package name -> (version, build string) of the channel's subdir, read once."""
+        url = f"{self.conda_channel_url.rstrip('/')}/{self.conda_subdir}/repodata.json"
+        key = ("conda index", url)
+        if key not in self._cache:
+            repodata = self.fetch_json(url)
+            # conda-forge's repodata is hundreds of MB: keep the small index, not the text.
+            self._cache.pop(url, None)
+            if not isinstance(repodata, dict):
+                raise Unreachable(f"{url} is not a repodata.json")
+            index: dict[str, list[tuple[str, str]]] = {}
+            for group in ("packages", "packages.conda"):
+                records = repodata.get(group)
+                for record in records.values() if isinstance(records, dict) else []:
+                    if isinstance(record, dict) and "name" in record and "version" in record:
+                        index.setdefault(record["name"], []).append(
+                            (record["version"], record.get("build", ""))
+                        )
+            self._cache[key] = index
+        return self._cache[key]
 
     # ------------------------------------------------------------------ image registry
 
