@@ -419,6 +419,7 @@ def test_every_spec_a_rendered_environment_yml_holds_has_a_row(root, standins, t
         for spec in env["dependencies"]:
             # `name=line=build` or `name<range>`, as includes/plan.jinja writes them.
             match = re.fullmatch(r"([a-z0-9_.-]+)(?:=([^=]+)(?:=.*)?|(.*))", spec)
+            assert match, spec
             package, version = match[1], match[2] or match[3]
             if package != "python":
                 assert (package, version) in judged, (name, spec)

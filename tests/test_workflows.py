@@ -5,6 +5,7 @@ Makefile. The generated Dependabot configuration goes through zizmor too."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -15,7 +16,7 @@ import yaml
 
 from tests.support import checks
 from tests.support.checks import tool
-from tests.support.render import CATALOGUE, ROOT, answers_for, render
+from tests.support.render import ANSWER_SETS, CATALOGUE, ROOT, answers_for, render
 
 TEMPLATE_WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 GENERATED = "generated ci.yml"
@@ -379,3 +380,94 @@ def test_pins_workflow_reports_weekly_and_keeps_one_issue():
     script = issue["steps"][0]["run"]
     assert "gh issue edit" in script and "gh issue create" in script
     assert issue["steps"][0]["env"]["REPORT"] == "${{ needs.report.outputs.report }}"
+
+
+# ------------------------------------------------------------- the live workflow
+
+
+@pytest.fixture(scope="module")
+def live() -> dict:
+    return load(ROOT / ".github" / "workflows" / "live.yml")
+
+
+def run_step(step: dict, tmp_path: Path) -> subprocess.CompletedProcess:
+    """A step's script as the runner would run it, from the repository root."""
+    env = {
+        **os.environ,
+        **step.get("env", {}),
+        "RUNNER_TEMP": str(tmp_path),
+        "GITHUB_OUTPUT": str(tmp_path / "output"),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"),
+    }
+    return subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", step["run"]],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_live_workflow_runs_weekly_on_demand_and_when_the_template_changes(live):
+    assert set(live["on"]) == {"schedule", "workflow_dispatch", "pull_request"}
+    assert len(live["on"]["schedule"]) == 1
+    paths = live["on"]["pull_request"]["paths"]
+    assert {"catalogue.yml", "copier.yml", "template/**"} <= set(paths)
+
+
+def test_live_matrix_is_every_answer_set(live, tmp_path):
+    """The first job's script, run here: its JSON names exactly tests/answers.yml's sets."""
+    step = next(s for s in live["jobs"]["answer-sets"]["steps"] if s.get("id") == "names")
+    result = run_step(step, tmp_path)
+    assert result.returncode == 0, result.stderr
+    output = dict(line.split("=", 1) for line in (tmp_path / "output").read_text().splitlines())
+    assert json.loads(output["names"]) == list(ANSWER_SETS)
+    project = live["jobs"]["project"]
+    assert project["needs"] == "answer-sets"
+    assert project["strategy"]["matrix"]["answers"] == (
+        "${{ fromJSON(needs.answer-sets.outputs.names) }}"
+    )
+
+
+@pytest.mark.parametrize("name", list(ANSWER_SETS))
+def test_live_data_file_holds_the_answer_set(live, tmp_path, name):
+    steps = live["jobs"]["project"]["steps"]
+    step = next(s for s in steps if "run" in s and "answers.yml" in s["run"] and "env" in s)
+    assert step["env"]["ANSWERS"] == "${{ matrix.answers }}"
+    result = run_step({**step, "env": {"ANSWERS": name}}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = yaml.safe_load((tmp_path / "answers.yml").read_text(encoding="utf-8"))
+    assert data == answers_for(name)
+
+
+def test_live_projects_render_from_head_against_the_defaults_then_verify(live):
+    lines = run_lines({"jobs": {"project": live["jobs"]["project"]}})
+    copy = next(line for line in lines if line.startswith("uvx copier copy"))
+    for flag in (
+        "--trust",
+        "--defaults",
+        "--vcs-ref HEAD",
+        '--data-file "$RUNNER_TEMP/answers.yml"',
+    ):
+        assert flag in copy
+    # The template's defaults: no index or channel answer overrides the real ones.
+    assert "torch_index_url" not in copy and "conda_channel" not in copy
+    assert not {"torch_index_url", "conda_channel"} & {k for s in ANSWER_SETS.values() for k in s}
+    assert "make verify" in lines
+    assert any(line.startswith("uv run --script scripts/lock_report.py") for line in lines)
+    assert live["env"]["ML_TEMPLATE_STRICT"] == "1"  # a failed lock fails the job
+
+
+def test_live_images_build_on_both_installers(live, tmp_path):
+    job = live["jobs"]["image"]
+    assert job["strategy"]["matrix"]["torch_installer"] == ["conda", "uv"]
+    lines = run_lines({"jobs": {"image": job}})
+    copy = next(line for line in lines if line.startswith("uvx copier copy"))
+    assert '--data torch_installer="$TORCH_INSTALLER"' in copy
+    assert 'docker build --tag "$IMAGE" .' in lines and "make doctor" in lines
+    # The image is tagged as that project's Makefile expects (IMAGE defaults to the slug).
+    match = re.search(r'project_name="([^"]+)"', copy)
+    assert match, copy
+    project = render(tmp_path / "project", answers_for("default", project_name=match[1]))
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text(encoding="utf-8"))
+    assert job["env"]["IMAGE"] == answers["project_slug"]

