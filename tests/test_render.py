@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -34,6 +35,22 @@ def requirement_names(pyproject: dict) -> set[str]:
 def test_project_passes_the_full_file_checks(rendered):
     project, _ = rendered
     checks.check_project(project)
+
+
+def test_the_project_name_reaches_the_files_intact(rendered, request):
+    """Quotes and `#` survive the answers file and the README title (escaped for Markdown)."""
+    project, answers = rendered
+    name = answers_for(request.node.callspec.params["rendered"])["project_name"]
+    assert answers["project_name"] == name
+    title = (project / "README.md").read_text(encoding="utf-8").splitlines()[0]
+    assert title.startswith("# ") and re.sub(r"\\(.)", r"\1", title[2:]) == name
+
+
+def test_some_answer_set_names_a_project_with_quotes_and_a_hash():
+    assert any(
+        '"' in s.get("project_name", "") and "#" in s.get("project_name", "")
+        for s in ANSWER_SETS.values()
+    )
 
 
 def test_dependabot_covers_uv_docker_and_actions(rendered):
