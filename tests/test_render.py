@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -51,6 +53,28 @@ def test_some_answer_set_names_a_project_with_quotes_and_a_hash():
         '"' in s.get("project_name", "") and "#" in s.get("project_name", "")
         for s in ANSWER_SETS.values()
     )
+
+
+def test_mypy_covers_every_python_folder(rendered):
+    project, _ = rendered
+    files = tomllib.loads((project / "pyproject.toml").read_text())["tool"]["mypy"]["files"]
+    folders = {path.relative_to(project).parts[0] for path in project.rglob("*.py")}
+    assert folders <= set(files), f"mypy leaves out {sorted(folders - set(files))}"
+
+
+def test_scripts_type_check(rendered):
+    """The project's own mypy settings, on the Python it targets; src/ needs its environment."""
+    project, answers = rendered
+    # No cache: it would land in the project, among the files the other tests read.
+    options = ["--cache-dir", os.devnull, "--python-version", answers["python_version"]]
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", *options, "scripts"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_dependabot_covers_uv_docker_and_actions(rendered):

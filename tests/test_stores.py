@@ -79,7 +79,7 @@ def assert_generated_tests_pass(project: Path) -> None:
 
 
 def assert_types_check(project: Path) -> None:
-    """mypy over src and tests, as `make lint` and the generated CI run it."""
+    """mypy over src, tests and scripts, as `make lint` and the generated CI run it."""
     result = run(project, "uv", "run", "--locked", "mypy")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert result.stdout.startswith("Success: no issues found")
