@@ -1,8 +1,8 @@
 """The conda layer's lock: written at copy, by `make lock` and on update; uv.lock agrees with it.
 
-Projects lock against the local conda channel of tests/support/conda_channel.py (real PyPI
-wheels repacked as conda packages, `sympy` and `networkx` older than PyPI's), served on
-loopback, and against the local CPU torch mirror. What a lock holds is checked against the
+Projects lock against the local conda channel of tests/support/conda_channel.py (the builds
+facts/conda-forge.yml records, with real PyPI wheels' files where an image installs them),
+served on loopback, and against the local CPU torch mirror. What a lock holds is checked against the
 channel's own repodata, not against what scripts/conda_lock.py says of itself.
 """
 
@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -31,18 +32,29 @@ from rattler.explicit_environment import ExplicitEnvironmentSpec
 from tests.support.compat import tomllib
 from tests.support.conda_channel import (
     LAGGING,
-    VERSIONS,
     ChannelServer,
     build_channel,
     channel_records,
     unreachable_url,
 )
 from tests.support.render import CATALOGUE, ROOT, answers_for, local_answers, render
+from tools import conda_facts
 
 HOOK = ROOT / "hooks" / "lock_project.py"
 UV_ENV = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
 PYPI_NAMES = CATALOGUE["conda"]["pypi_names"]
 AMD64 = "conda-linux-64.lock"
+RECORDS = conda_facts.records()
+
+
+def newest(name: str) -> str:
+    """conda-forge's newest version of a package, as the facts record it."""
+    return str(max(Version(r.version) for r in RECORDS if r.name == name))
+
+
+def pypi_newest(name: str) -> Version:
+    with urllib.request.urlopen(f"https://pypi.org/pypi/{name}/json", timeout=60) as response:
+        return Version(json.load(response)["info"]["version"])
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +130,7 @@ def python_distributions(records: dict[str, dict]) -> dict[str, str]:
         canonicalize_name(PYPI_NAMES.get(name, name)): record["version"]
         for name, record in records.items()
         if name != "python"
+        and name not in CATALOGUE["conda"]["not_distributions"]
         and any(MatchSpec(dep).name.normalized == "python" for dep in record["depends"])
     }
 
@@ -213,33 +226,37 @@ def default_project(tmp_path_factory, mirror_url, channel_url) -> Path:
 
 def test_copy_writes_the_conda_lock_from_the_channel(default_project, channel):
     records = locked_records(default_project, channel)
-    assert {
-        "python",
-        "pytorch",
-        "pytorch-cpu",
-        "sympy",
-        "networkx",
-        "mpmath",
-        "filelock",
-        "jinja2",
-        "markupsafe",
-        "fsspec",
-        "typing_extensions",
-        "setuptools",
-    } == set(records)
-    assert records["pytorch"]["build"].startswith("cpu_")
-    # The older of each pair the channel carries for lagging images is never picked unpinned.
-    for name, version in LAGGING.items():
-        assert records[name]["version"] == VERSIONS[name] != version
+    # The same specs, solved by the facts' own solve with the lock's virtual packages.
+    specs = yaml.safe_load((default_project / "environment.yml").read_text())["dependencies"]
+    solution = conda_facts.solve(channel, specs, "linux-64", CATALOGUE)
+    assert set(records) == {record.name.normalized for record in solution}
+    assert records["pytorch"]["build"].startswith("cpu_generic")
+    assert "mkl" not in records, "the cpu_generic build needs no MKL"
+    # The older builds the channel carries for lagging images are never picked unpinned.
+    for name in LAGGING:
+        older = [r for r in RECORDS if r.name == name and r.version != records[name]["version"]]
+        assert older and all(Version(r.version) < Version(records[name]["version"]) for r in older)
     assert not (default_project / "conda-linux-aarch64.lock").exists()
     total = sum(record["size"] for record in records.values())
     assert f"# download-bytes: {total}\n" in (default_project / AMD64).read_text()
 
 
+def test_lock_lines_put_every_dependency_before_its_dependents(default_project, channel):
+    """micromamba links an explicit file in file order, so a dependent never comes first."""
+    order = list(locked_records(default_project, channel).values())
+    place = {record["name"]: index for index, record in enumerate(order)}
+    for index, record in enumerate(order):
+        for spec in record["depends"]:
+            name = MatchSpec(spec, strict=False).name.normalized
+            assert place.get(name, -1) < index, f"{record['name']} is listed before {name}"
+
+
 def test_uv_lock_agrees_with_the_conda_lock(default_project, channel):
-    shared = assert_layers_agree(default_project, channel)
-    # PyPI has newer sympy and networkx: uv took conda's because the conda lock pinned them.
-    assert shared["sympy"] == VERSIONS["sympy"] and shared["networkx"] == VERSIONS["networkx"]
+    conda = assert_layers_agree(default_project, channel)
+    shared = {n: v for n, v in conda.items() if n in uv_versions(default_project)}
+    # uv took conda-forge's versions, even where PyPI has newer ones: the conda lock pinned them.
+    lagging_pypi = [n for n in shared if pypi_newest(n) > Version(shared[n])]
+    assert lagging_pypi, "no shared package is older on conda-forge: the check proves nothing"
     assert uv_versions(default_project)["torch"] == {"2.13.0"}
 
 
@@ -264,9 +281,29 @@ def test_faiss_answers_lock_conda_faiss_and_its_numpy(tmp_path, mirror_url, chan
         tasks=True,
     )
     shared = assert_layers_agree(project, channel)
-    assert shared["faiss-cpu"] == VERSIONS["faiss-cpu"]  # PyPI's newest is 1.15.1
-    assert shared["numpy"] == VERSIONS["numpy"]
+    # conda-forge's faiss (PyPI's newest is 1.15.x): one version in both layers.
+    assert Version(shared["faiss-cpu"]) < pypi_newest("faiss-cpu")
+    assert shared["faiss-cpu"] == newest("faiss-cpu")
+    assert "numpy" in shared
     assert "torch" not in shared
+
+
+def test_torchaudio_and_faiss_lock_with_the_conda_installer(
+    tmp_path, mirror_url, channel_url, channel
+):
+    """conda-forge has no torchaudio for its pytorch 2.11: the family comes from the CPU index."""
+    project = render(
+        tmp_path / "project",
+        answers(mirror_url, channel_url, "faiss-audio-uv", torch_installer="conda"),
+        tasks=True,
+    )
+    specs = yaml.safe_load((project / "environment.yml").read_text())["dependencies"]
+    names = {MatchSpec(spec, strict=False).name.normalized for spec in specs}
+    assert "faiss-cpu" in names and not names & {"pytorch-cpu", "torchaudio", "torchvision"}
+    shared = assert_layers_agree(project, channel)
+    assert "torch" not in shared and "torchaudio" not in shared
+    assert shared["faiss-cpu"] == newest("faiss-cpu")
+    assert uv_versions(project)["torchaudio"] == {"2.11.0"}
 
 
 def make(project: Path, target: str) -> subprocess.CompletedProcess:
@@ -289,7 +326,8 @@ def test_make_verify_names_a_stale_lock_and_make_lock_freshens_both(
     assert relocked.returncode == 0, relocked.stderr
     verified = make(project, "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert f"numpy=={VERSIONS['numpy']};" in (project / "pyproject.toml").read_text()
+    numpy = python_distributions(locked_records(project, channel))["numpy"]
+    assert f"numpy=={numpy};" in (project / "pyproject.toml").read_text()
     assert "numpy" in locked_records(project, channel)
     assert_layers_agree(project, channel)
 
@@ -298,8 +336,9 @@ def test_check_names_pins_edited_by_hand(default_project, tmp_path):
     project = shutil.copytree(default_project, tmp_path / "project")
     pyproject = project / "pyproject.toml"
     text = pyproject.read_text()
-    assert '"sympy==1.13.3;' in text
-    pyproject.write_text(text.replace('"sympy==1.13.3;', '"sympy==1.14.0;'))
+    pin = f'"sympy=={newest("sympy")};'
+    assert pin in text
+    pyproject.write_text(text.replace(pin, '"sympy==1.12;'))
     edited = conda_lock_script(project, "--check")
     assert edited.returncode == 1 and "constraint-dependencies" in edited.stderr
 
@@ -342,14 +381,21 @@ def test_lock_report_shows_both_layers_and_no_overlap(default_project, channel):
     assert f"{len(records)} pkgs" in text and "overlaps" in text
 
 
-def test_lock_report_flags_a_package_both_layers_would_install(default_project, tmp_path):
-    """Without the conda pins, uv takes PyPI's newer sympy: both layers would install one."""
+def test_lock_report_flags_a_package_both_layers_would_install(default_project, tmp_path, channel):
+    """Without the conda pins, uv takes PyPI's newer release: both layers would install one."""
+    conda = python_distributions(locked_records(default_project, channel))
+    in_uv = uv_versions(default_project)
+    name = next(
+        n
+        for n in sorted(conda)
+        if n in in_uv and n != "torch" and pypi_newest(n) > Version(conda[n])
+    )
     project = shutil.copytree(default_project, tmp_path / "project")
     pyproject = tomlkit.parse((project / "pyproject.toml").read_text())
     pyproject["tool"]["uv"]["constraint-dependencies"] = tomlkit.array()
     (project / "pyproject.toml").write_text(tomlkit.dumps(pyproject))
     relock = subprocess.run(
-        ["uv", "lock", "--upgrade-package", "sympy"],
+        ["uv", "lock", "--upgrade-package", name],
         cwd=project,
         env=UV_ENV,
         capture_output=True,
@@ -357,14 +403,15 @@ def test_lock_report_flags_a_package_both_layers_would_install(default_project, 
         check=False,
     )
     assert relock.returncode == 0, relock.stderr
-    newer = uv_versions(project)["sympy"]
-    assert newer != {VERSIONS["sympy"]}, "PyPI's sympy is no newer: the check proves nothing"
+    newer = uv_versions(project)[name]
+    assert newer != {conda[name]}, f"uv kept conda's {name}: the check proves nothing"
     status, report = lock_report(project)
     assert status == 1
     overlaps = report["platforms"]["linux/amd64"]["layers"]["overlaps"]
-    assert f"sympy (conda {VERSIONS['sympy']}, uv {newer.pop()})" in overlaps
+    assert f"{name} (conda {conda[name]}, uv {newer.pop()})" in overlaps
     assert any(
-        "both install sympy" in problem and "make lock" in problem for problem in report["problems"]
+        f"both install {name}" in problem and "make lock" in problem
+        for problem in report["problems"]
     )
 
 
@@ -432,20 +479,21 @@ def test_bad_input_is_named_and_changes_nothing(default_project, tmp_path, file,
     assert digest_tree(project) == before
 
 
-def test_a_platform_the_channel_lacks_writes_no_lock_at_all(tmp_path, mirror_url, channel_url):
-    # Without torch, uv locks both platforms; the channel has no linux-aarch64 packages.
-    project = render(
-        tmp_path / "project",
-        answers(
-            mirror_url,
-            channel_url,
-            ml_libraries=[],
-            vector_store="none",
-            lock_platforms=["linux/amd64", "linux/arm64"],
-        ),
-    )
-    before = digest_tree(project)
-    result = run_hook(project)
+def test_a_platform_the_channel_lacks_writes_no_lock_at_all(tmp_path, mirror_url, channel):
+    # Without torch, uv locks both platforms; this server hides the linux-aarch64 packages.
+    with ChannelServer(channel, hide=("linux-aarch64",)) as server:
+        project = render(
+            tmp_path / "project",
+            answers(
+                mirror_url,
+                server.url,
+                ml_libraries=[],
+                vector_store="none",
+                lock_platforms=["linux/amd64", "linux/arm64"],
+            ),
+        )
+        before = digest_tree(project)
+        result = run_hook(project)
     assert result.returncode == 1
     assert_kept(project, before, result.stdout)
     assert "has no packages for one of the lock platforms" in result.stdout

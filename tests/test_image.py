@@ -21,12 +21,14 @@ import pytest
 
 from tests.images import standins
 from tests.support import conda_channel, docker
-from tests.support.render import answers_for, local_answers, render
+from tests.support.render import CATALOGUE, answers_for, local_answers, render
 
-PROJECTS = {
+PROJECTS: dict[str, dict] = {
     "defaults": {},
     "uv-qdrant": {"torch_installer": "uv", "vector_store": "qdrant"},
     "no-torch": {"ml_libraries": [], "vector_store": "none"},
+    # conda installs faiss; torchaudio's 2.11 line has no conda-forge build, so uv installs torch.
+    "faiss-audio-conda": {"ml_libraries": ["torchaudio"], "vector_store": "faiss"},
 }
 # Files that .dockerignore must keep out of the build context, and so out of the image.
 PROBES = (".env", ".git/probe-git.txt", "data/probe-data.txt", "src/{pkg}/.env")
@@ -323,3 +325,14 @@ def test_a_conda_layer_lagging_uv_lock_fails_the_build_at_the_guard(images, stan
     for name in conda_channel.LAGGING:
         assert f"problem: {name} has two owners: conda installed {name}" in result.log, name
     assert "make lock" in result.log
+
+
+@pytest.mark.slow
+@pytest.mark.image
+def test_an_old_micromamba_fails_the_build_with_one_line_naming_the_minimum(images, stand_ins):
+    built = images.get("no-torch")
+    result = images.build(built.project, f"{built.tag}-old", MICROMAMBA_IMAGE=stand_ins.old)
+    assert result.returncode != 0
+    minimum = CATALOGUE["conda"]["micromamba_min"]
+    line = "micromamba 2.0.5 is too old for the conda locks: use MICROMAMBA_IMAGE with micromamba"
+    assert f"{line} >= {minimum}\n" in result.log, result.log[-3000:]

@@ -6,8 +6,8 @@ FROM these images:
   which is what the real ghcr.io/astral-sh/uv image holds.
 - micromamba: a Debian bookworm minbase rootfs (rootfs.py) with the real image's user, prefix,
   variables, entrypoint and shell, and a labelled micromamba stand-in (micromamba/).
-  Variants at their own tags: `lagging` (conda's Python packages older than the lock) and
-  `cuda` (slips a CUDA package in).
+  Variants at their own tags: `lagging` (conda's Python packages older than the lock),
+  `cuda` (slips a CUDA package in) and `old` (answers --version as micromamba 2.0.5).
 Each image carries a label with a hash of its inputs and is rebuilt only when they change.
 `ensure()` is safe to call from several processes: a file lock serialises the builds.
 """
@@ -44,6 +44,7 @@ class StandIns:
     micromamba: str
     lagging: str
     cuda: str
+    old: str
 
 
 def digest(*parts: bytes | str) -> str:
@@ -169,12 +170,17 @@ def ensure_micromamba(tags: dict[str, str]) -> None:
             result = build(
                 context,
                 tag,
-                build_args={"ROOTFS": ROOTFS_TAG},
+                build_args={"ROOTFS": ROOTFS_TAG, "VERSION": micromamba_version()},
                 target=target,
                 labels={INPUTS_LABEL: inputs},
                 network="none",
             )
         assert result.returncode == 0, result.log
+
+
+def micromamba_version() -> str:
+    """The version in the catalogue's micromamba tag: 2.6.1 of 2.6.1-debian13-slim."""
+    return CATALOGUE["images"]["micromamba"].rsplit(":", 1)[1].split("-")[0]
 
 
 def ensure() -> StandIns:
@@ -186,11 +192,17 @@ def ensure() -> StandIns:
         micromamba=micromamba_tag,
         lagging=f"{VARIANT_REPOSITORY}:{version}-lagging",
         cuda=f"{VARIANT_REPOSITORY}:{version}-cuda",
+        old=f"{VARIANT_REPOSITORY}:{version}-old",
     )
     with build_lock():
         ensure_uv(stand_ins.uv)
         ensure_micromamba(
-            {"plain": stand_ins.micromamba, "lagging": stand_ins.lagging, "cuda": stand_ins.cuda}
+            {
+                "plain": stand_ins.micromamba,
+                "lagging": stand_ins.lagging,
+                "cuda": stand_ins.cuda,
+                "old": stand_ins.old,
+            }
         )
     return stand_ins
 

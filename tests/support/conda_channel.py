@@ -1,27 +1,18 @@
-"""A local conda channel standing in for conda-forge, built at test time from real PyPI wheels.
+"""A local conda channel standing in for conda-forge, built at test time from recorded facts.
 
 conda channels are unreachable from test machines, so tests lock (and the image tests install)
-against this one. Each package is a real PyPI wheel repacked as a conda `.tar.bz2`
-(`info/index.json`, `info/paths.json`, then the files), under its conda-forge name:
+against this one. Its packages are exactly the builds facts/conda-forge.yml records (name,
+version, build string, build number, depends, constrains, per subdir), read from conda-forge's
+feedstocks: a version conda-forge lacks does not exist here, and the catalogue has no say.
 
-- `python` 3.11/3.12/3.13: EMPTY packages. The interpreter comes from the image's stand-in base
-  (or from uv on the host); the channel only has to satisfy `python=3.X.*` and `python` depends.
-- `pytorch` 2.13.0 (linux-64) from the CPU torch wheel in pip's find-links folder, or the
-  synthetic one of tests/support/mirror.py when that wheel is absent; `pytorch-cpu` is a
-  metapackage requiring `pytorch ==2.13.0 cpu_generic_*`, as on conda-forge.
-- torch's dependencies, `numpy`, `faiss-cpu` and `packaging` at fixed versions (`VERSIONS`);
-  `sympy` and `networkx` deliberately OLDER than PyPI's newest, so a uv resolution left alone
-  would pick other versions than conda's.
-- `LAGGING`: one still older `sympy` and `networkx`, for images that must show a conda copy
-  lagging the lock; a solve never picks them unless pinned.
-- `nvidia-cublas-cu12`: a synthetic CUDA package (linux-64), for images that must show the
-  CUDA guard failing; no answer set asks for it.
-
-Compiled packages exist for Python 3.11 on linux-64 only, and the channel has no
-linux-aarch64 subdir at all (the "platform the channel lacks" fault). What it fakes: empty
-`python` packages, build strings, and `depends` translated from the wheels' Requires-Dist
-(what conda-forge recipes declare differs in detail). Wheel `.data/scripts|headers|data`
-are dropped.
+What each `.tar.bz2` holds:
+- a Python distribution the image can install (noarch, or linux-64 for CPython 3.11): the files
+  of PyPI's wheel of that very version, its dist-info marked INSTALLER=conda;
+- `pytorch` 2.13.0 cpu_generic for linux-64 and CPython 3.11: the CPU torch wheel from pip's
+  find-links folder, or the synthetic one of tests/support/mirror.py when that wheel is absent;
+- everything else (python itself, native libraries, other subdirs and Pythons, torchvision and
+  torchaudio, whose PyPI wheels are CUDA builds): no files, only its metadata. The interpreter
+  comes from the image's stand-in base (or from uv on the host).
 
 Use:
     channel = build_channel()                      # a folder; cached by its inputs
@@ -40,7 +31,6 @@ Nothing built here is committed: wheels and the channel live under
 from __future__ import annotations
 
 import asyncio
-import email.parser
 import fcntl
 import functools
 import hashlib
@@ -59,51 +49,30 @@ from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urljoin
 
-from packaging.requirements import Requirement
+import yaml
 from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
+from rattler import MatchSpec
 
 from tests.support.loopback import LoopbackServer
 from tests.support.mirror import TORCH_VERSION, build_synthetic_torch, real_torch_wheel
+from tools import conda_facts
+from tools.conda_facts import Record
 
 PYPI_JSON = "https://pypi.org/pypi/{name}/json"
-PYTHON = (3, 11)
-SUBDIR = "linux-64"
-# PyPI name -> conda-forge name, where they differ.
-CONDA_NAMES = {"torch": "pytorch", "typing-extensions": "typing_extensions"}
-# PyPI distributions repacked into the channel, at these versions (all real PyPI releases).
-VERSIONS = {
-    "sympy": "1.13.3",  # PyPI's newest is 1.14.x; torch 2.13 needs >=1.13.3
-    "networkx": "3.5",  # PyPI's newest is 3.7; torch 2.13 needs >=2.5.1
-    "mpmath": "1.3.0",
-    "filelock": "3.20.0",
-    "jinja2": "3.1.6",
-    "markupsafe": "3.0.2",
-    "fsspec": "2025.9.0",
-    "typing-extensions": "4.15.0",
-    "setuptools": "80.9.0",
-    "numpy": "2.3.5",
-    "faiss-cpu": "1.15.0",  # PyPI's newest is 1.15.1
-    "packaging": "25.0",
-}
-LAGGING = {"sympy": "1.13.1", "networkx": "3.4.2"}
-PYTHON_VERSIONS = ("3.11.9", "3.12.7", "3.13.1")
+PYTHON = "3.11"  # the stand-in base's Python: the only one whose compiled packages get files
+IMAGE_SUBDIR = "linux-64"
 TORCH = TORCH_VERSION.split("+")[0]
-CUDA_PACKAGE = ("nvidia-cublas-cu12", "12.8.4.1")
-# Markers are evaluated as on the image: CPython 3.11, linux x86_64.
-MARKER_ENV = {
-    "python_version": "3.11",
-    "python_full_version": "3.11.9",
-    "sys_platform": "linux",
-    "platform_machine": "x86_64",
-    "platform_system": "Linux",
-    "os_name": "posix",
-    "implementation_name": "cpython",
-    "platform_python_implementation": "CPython",
-    "extra": "",
-}
-BUILD_TIMESTAMP_MS = 1_760_000_000_000  # fixed, so rebuilt archives hash the same
+# conda packages whose PyPI distribution has another name, as the catalogue maps them.
+PYPI_NAMES = yaml.safe_load(conda_facts.CATALOGUE.read_text(encoding="utf-8"))["conda"][
+    "pypi_names"
+]
+# Their PyPI wheels are CUDA builds on Linux: never repacked as conda's CPU builds.
+NO_FILES = {"torchvision", "torchaudio"}
+# Python distributions the channel carries older builds of: the `lagging` stand-in installs those.
+LAGGING = ("sympy", "networkx")
+BUILD_TIMESTAMP_MS = conda_facts.TIMESTAMP_MS
 
 
 def cache_root() -> Path:
@@ -119,7 +88,10 @@ def supported_tags() -> frozenset[Tag]:
     platforms = [f"manylinux_2_{minor}_x86_64" for minor in range(28, 16, -1)]
     platforms += ["manylinux2014_x86_64", "linux_x86_64"]
     return frozenset(
-        [*cpython_tags(PYTHON, platforms=platforms), *compatible_tags(PYTHON, platforms=platforms)]
+        [
+            *cpython_tags((3, 11), platforms=platforms),
+            *compatible_tags((3, 11), platforms=platforms),
+        ]
     )
 
 
@@ -127,7 +99,7 @@ def download_wheel(name: str, version: str, folder: Path) -> Path:
     """The wheel of `name==version` for CPython 3.11 linux x86_64, checked against PyPI's sha256."""
     page = PYPI_JSON.format(name=name)
     with urllib.request.urlopen(page, timeout=60) as response:
-        files = json.load(response)["releases"][version]
+        files = json.load(response)["releases"].get(version, [])
     for file in files:
         filename = file["filename"]
         if not filename.endswith(".whl"):
@@ -149,7 +121,10 @@ def download_wheel(name: str, version: str, folder: Path) -> Path:
             raise RuntimeError(f"{filename}: sha256 differs from PyPI's")
         partial.replace(target)
         return target
-    raise RuntimeError(f"PyPI has no CPython 3.11 linux x86_64 wheel of {name}=={version}")
+    raise RuntimeError(
+        f"PyPI has no CPython 3.11 linux x86_64 wheel of {name}=={version}, which "
+        "facts/conda-forge.yml records as a conda-forge build: the channel cannot give it files"
+    )
 
 
 def sha256_of(path: Path) -> str:
@@ -162,39 +137,15 @@ def sha256_of(path: Path) -> str:
 
 # ----------------------------------------------------------------------------- conda archives
 
+Files = dict[str, "bytes | tuple[zipfile.ZipFile, str]"]
+
 
 @dataclass
 class CondaPackage:
-    """One `.tar.bz2`'s index.json fields and files (path -> bytes, or a wheel's zip member)."""
+    """One recorded build and the files its `.tar.bz2` holds (path -> bytes, or a wheel member)."""
 
-    name: str
-    version: str
-    build: str
-    subdir: str
-    depends: list[str]
-    files: dict[str, bytes | tuple[zipfile.ZipFile, str]]
-    noarch: str | None = None
-
-    @property
-    def filename(self) -> str:
-        return f"{self.name}-{self.version}-{self.build}.tar.bz2"
-
-    def index_json(self) -> dict:
-        index = {
-            "name": self.name,
-            "version": self.version,
-            "build": self.build,
-            "build_number": 0,
-            "depends": self.depends,
-            "subdir": self.subdir,
-            "license": "test-fixture",
-            "timestamp": BUILD_TIMESTAMP_MS,
-        }
-        if self.noarch:
-            index["noarch"] = self.noarch
-        else:
-            index.update(arch="x86_64", platform="linux")
-        return index
+    record: Record
+    files: Files
 
 
 def _read(data: bytes | tuple[zipfile.ZipFile, str]) -> bytes:
@@ -212,6 +163,7 @@ def _add(tar: tarfile.TarFile, path: str, data: bytes) -> None:
 
 def write_package(package: CondaPackage, channel: Path, compresslevel: int = 9) -> Path:
     """Write the archive with `info/` first, as conda's streaming extractors expect."""
+    record = package.record
     entries = []
     for path, data in package.files.items():
         content = _read(data)
@@ -223,13 +175,13 @@ def write_package(package: CondaPackage, channel: Path, compresslevel: int = 9) 
                 "size_in_bytes": len(content),
             }
         )
-    info = {
-        "info/index.json": package.index_json(),
+    info: dict[str, object] = {
+        "info/index.json": record.index_json(),
         "info/paths.json": {"paths": entries, "paths_version": 1},
     }
-    if package.noarch == "python":
+    if record.noarch == "python":
         info["info/link.json"] = {"noarch": {"type": "python"}, "package_metadata_version": 1}
-    target = channel / package.subdir / package.filename
+    target = channel / record.subdir / record.filename
     target.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(target, "w:bz2", compresslevel=compresslevel) as tar:
         for path, content in info.items():
@@ -239,20 +191,18 @@ def write_package(package: CondaPackage, channel: Path, compresslevel: int = 9) 
     return target
 
 
-def from_wheel(wheel: Path, archive: zipfile.ZipFile) -> CondaPackage:
-    """Repack a wheel's importable files (and its dist-info, marked INSTALLER=conda)."""
-    name, wheel_version, _, tags = parse_wheel_filename(wheel.name)
+def wheel_files(wheel: Path, archive: zipfile.ZipFile, record: Record) -> Files:
+    """A wheel's importable files and dist-info, at the record's version, marked INSTALLER=conda."""
+    _, wheel_version, _, _ = parse_wheel_filename(wheel.name)
     version = Version(str(wheel_version)).public  # conda-forge's torch is 2.13.0, not +cpu
-    pure = all(tag.platform == "any" for tag in tags)
-    site = "site-packages" if pure else "lib/python{}.{}/site-packages".format(*PYTHON)
+    site = "site-packages" if record.noarch else f"lib/python{PYTHON}/site-packages"
     old_info = next(
         n.split("/")[0]
         for n in archive.namelist()
         if n.endswith(".dist-info/METADATA") and n.count("/") == 1
     )
     new_info = f"{old_info.removesuffix('.dist-info').rsplit('-', 1)[0]}-{version}.dist-info"
-    metadata = email.parser.Parser().parsestr(archive.read(f"{old_info}/METADATA").decode())
-    files: dict[str, bytes | tuple[zipfile.ZipFile, str]] = {}
+    files: Files = {}
     for member in archive.namelist():
         if member.endswith("/"):
             continue
@@ -274,66 +224,31 @@ def from_wheel(wheel: Path, archive: zipfile.ZipFile) -> CondaPackage:
         else:
             files[f"{site}/{member}"] = (archive, member)
     files[f"{site}/{new_info}/INSTALLER"] = b"conda\n"
-    floor = (metadata.get("Requires-Python") or "").replace(" ", "")
-    if pure:
-        depends = [f"python {floor}" if floor else "python"]
-    else:
-        depends = ["python >={0}.{1},<{0}.{2}.0a0".format(*PYTHON, PYTHON[1] + 1), "__glibc >=2.17"]
-    for line in metadata.get_all("Requires-Dist") or []:
-        requirement = Requirement(line)
-        if requirement.marker and not requirement.marker.evaluate(MARKER_ENV):
-            continue
-        depends.append(f"{conda_name(requirement.name)} {requirement.specifier}".strip())
-    conda = conda_name(name)
-    if pure:
-        return CondaPackage(conda, version, "pyhd8ed1ab_0", "noarch", depends, files, "python")
-    build = "py{}{}_0".format(*PYTHON)
-    if conda == "pytorch":
-        build = f"cpu_generic_{build}"
-    return CondaPackage(conda, version, build, SUBDIR, depends, files)
+    return files
 
 
-def conda_name(pypi_name: str) -> str:
-    name = canonicalize_name(pypi_name)
-    return CONDA_NAMES.get(name, name)
+def pypi_name(conda_name: str) -> str:
+    return str(canonicalize_name(PYPI_NAMES.get(conda_name, conda_name)))
 
 
-def synthetic_packages() -> list[CondaPackage]:
-    """The empty pythons, the pytorch-cpu metapackage and the synthetic CUDA package."""
-    packages = [
-        CondaPackage("python", version, "0_cpython", SUBDIR, [], {}) for version in PYTHON_VERSIONS
-    ]
-    packages.append(
-        CondaPackage(
-            "pytorch-cpu",
-            TORCH,
-            "cpu_generic_0",
-            "noarch",
-            [f"pytorch =={TORCH} cpu_generic_*"],
-            {},
-            "generic",
-        )
+def is_python_distribution(record: Record) -> bool:
+    """A build that installs a Python distribution: noarch python, or one that depends on python."""
+    if record.name == "python" or record.leaf:
+        return False
+    depends = {MatchSpec(spec, strict=False).name.normalized for spec in record.depends}
+    return record.noarch == "python" or "python" in depends
+
+
+def wheel_for(record: Record, wheels: Path, torch_wheel: Path) -> Path | None:
+    """The wheel whose files this build carries, or None for a build that carries none."""
+    installable = record.noarch == "python" or (
+        record.subdir == IMAGE_SUBDIR and record.python == PYTHON
     )
-    cuda, cuda_version = CUDA_PACKAGE
-    site = "lib/python{}.{}/site-packages".format(*PYTHON)
-    dist_info = f"{site}/{cuda.replace('-', '_')}-{cuda_version}.dist-info"
-    packages.append(
-        CondaPackage(
-            cuda,
-            cuda_version,
-            "0",
-            SUBDIR,
-            ["python"],
-            {
-                f"{site}/nvidia/cublas/__init__.py": b"",
-                f"{dist_info}/METADATA": (
-                    f"Metadata-Version: 2.1\nName: {cuda}\nVersion: {cuda_version}\n"
-                ).encode(),
-                f"{dist_info}/INSTALLER": b"conda\n",
-            },
-        )
-    )
-    return packages
+    if not installable or record.name in NO_FILES or not is_python_distribution(record):
+        return None
+    if record.name == "pytorch":
+        return torch_wheel if record.version == TORCH and "generic" in record.build else None
+    return download_wheel(pypi_name(record.name), record.version, wheels)
 
 
 # ----------------------------------------------------------------------------- the channel
@@ -347,6 +262,8 @@ def _torch_wheel(wheels: Path, synthetic: bool | None) -> Path:
 def _cache_key(torch_wheel: Path) -> str:
     inputs = {
         "builder": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
+        "facts": hashlib.sha256(conda_facts.FACTS.read_bytes()).hexdigest(),
+        "expander": hashlib.sha256(Path(conda_facts.__file__).read_bytes()).hexdigest(),
         "torch": [torch_wheel.name, torch_wheel.stat().st_size],
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
@@ -355,7 +272,7 @@ def _cache_key(torch_wheel: Path) -> str:
 def build_channel(root: Path | None = None, *, synthetic_torch: bool | None = None) -> Path:
     """Build the test channel, or reuse the cached one built from the same inputs.
 
-    Returns the channel's root folder (it holds `noarch/` and `linux-64/`, each with
+    Returns the channel's root folder (`noarch/`, `linux-64/` and `linux-aarch64/`, each with
     `repodata.json`). `synthetic_torch=None` uses the real CPU torch wheel when on disk.
     Safe to call from several processes at once: one builds, the others wait for it.
     """
@@ -376,15 +293,18 @@ def _build(channel: Path, wheels: Path, torch_wheel: Path) -> None:
 
     staging = Path(tempfile.mkdtemp(prefix=".building-", dir=channel.parent))
     try:
-        sources = [download_wheel(name, version, wheels) for name, version in VERSIONS.items()]
-        sources += [download_wheel(name, version, wheels) for name, version in LAGGING.items()]
-        for wheel in [torch_wheel, *sources]:
+        for subdir in ("noarch", *conda_facts.SUBDIRS):
+            (staging / subdir).mkdir()
+        for record in conda_facts.records():
+            wheel = wheel_for(record, wheels, torch_wheel)
+            if wheel is None:
+                write_package(CondaPackage(record, {}), staging)
+                continue
             with zipfile.ZipFile(wheel) as archive:
                 # torch unpacks to ~700 MB: the fastest bzip2 level keeps the build near a minute.
                 level = 1 if wheel == torch_wheel else 9
-                write_package(from_wheel(wheel, archive), staging, level)
-        for package in synthetic_packages():
-            write_package(package, staging)
+                package = CondaPackage(record, wheel_files(wheel, archive, record))
+                write_package(package, staging, level)
         asyncio.run(index_fs(staging, write_zst=False, write_shards=False))
         shutil.rmtree(staging / ".tmp", ignore_errors=True)
         if channel.exists():
@@ -412,12 +332,14 @@ def channel_records(channel: Path) -> dict[str, dict[str, dict]]:
 class ChannelServer(LoopbackServer):
     """Serve a channel folder at http://127.0.0.1:<port>/ (loopback only), in a thread.
 
+    `hide` names subdirs to answer 404 for, as a channel without that platform would.
+
     `with ChannelServer(build_channel()) as server: server.url` gives the URL to answer
     `conda_channel` with; a `docker build --network host` reaches it too. `server.requests`
     lists the paths asked for, e.g. to prove an image build downloaded from the lock's URLs.
     """
 
-    def __init__(self, channel: Path) -> None:
+    def __init__(self, channel: Path, *, hide: tuple[str, ...] = ()) -> None:
         self.channel = channel
         self.requests: list[str] = []
         server = self
@@ -431,6 +353,9 @@ class ChannelServer(LoopbackServer):
 
             def send_head(self):
                 server.requests.append(self.path)
+                if self.path.lstrip("/").split("/")[0] in hide:  # a subdir this channel lacks
+                    self.send_error(404)
+                    return None
                 return super().send_head()
 
         super().__init__(Handler)
