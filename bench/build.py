@@ -64,6 +64,8 @@ GENERATED_ANSWERS = {
 def load(relative: str):
     """Import a bench file by path: bench/ is not a package and must not need one."""
     spec = importlib.util.spec_from_file_location(Path(relative).stem, ROOT / relative)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {relative}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
@@ -145,7 +147,7 @@ def explicit_lock_bytes(lock_text: str, channel_url: str, channel: Path) -> int:
 
 def slowest(steps: list[Step], count: int = 5) -> list[Step]:
     timed = [step for step in steps if step.seconds is not None and not step.cached]
-    return sorted(timed, key=lambda step: step.seconds, reverse=True)[:count]
+    return sorted(timed, key=lambda step: step.seconds or 0.0, reverse=True)[:count]  # never None
 
 
 def at_link(seconds: float, bytes_down: int, busy_seconds: float, rate: float) -> float:

@@ -108,6 +108,8 @@ class CountingProxy:
 
     @property
     def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the proxy serves only inside `with`")
         return self._server.sockets[0].getsockname()[1]
 
     @property
@@ -126,8 +128,11 @@ class CountingProxy:
         return self
 
     def __exit__(self, *exc) -> None:
+        server = self._server
+        assert server is not None  # __enter__ set it
+
         async def close() -> None:
-            self._server.close()
+            server.close()
             tasks = asyncio.all_tasks() - {asyncio.current_task()}
             for task in tasks:
                 task.cancel()

@@ -78,6 +78,8 @@ def load(path: Path):
     """Import a Python file by path: bench/ is not a package and must not need one."""
     sys.dont_write_bytecode = True  # no __pycache__ inside template/ or tests/
     spec = importlib.util.spec_from_file_location(path.stem, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
@@ -191,7 +193,7 @@ def scenario(name: str, answers: dict, work: Path) -> dict:
     project = render(ROOT, work / name.replace(" ", "-"), answers, tasks=True)
     pinned = dependencies(project)
     names = [Requirement(dep).name for dep in pinned]  # as the guide's project lists them
-    row = {
+    row: dict = {
         "dependencies": pinned,
         "naive": locked(throwaway(work / f"naive-{project.name}", pinned, NAIVE_UV)),
         "naive_unpinned": locked(throwaway(work / f"unpinned-{project.name}", names, NAIVE_UV)),

@@ -22,6 +22,8 @@ PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 
 def load(relative: str):
     spec = importlib.util.spec_from_file_location(Path(relative).stem, ROOT / relative)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {relative}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)

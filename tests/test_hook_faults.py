@@ -27,7 +27,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,7 +172,7 @@ class Case:
         prefix: tuple[str, ...] = (),
         new_session: bool = False,
         python: str = sys.executable,
-        **env: str | None,
+        env: Mapping[str, str | None] | None = None,
     ) -> subprocess.Popen:
         self.process = subprocess.Popen(
             [
@@ -184,7 +184,7 @@ class Case:
                 *hook_arguments(self.project),
             ],
             cwd=self.nest,
-            env=self.env(**env),
+            env=self.env(**(env or {})),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -193,6 +193,7 @@ class Case:
         return self.process
 
     def wait(self, timeout: float = 180) -> Case:
+        assert self.process is not None, "start() first"
         self.output, _ = self.process.communicate(timeout=timeout)
         self.returncode = self.process.returncode
         return self
@@ -234,7 +235,7 @@ def run_both(
     """Normal and strict mode at once, each on its own copy of the project."""
     cases = [Case.render(root, strict, answers) for strict in (False, True)]
     for case in cases:
-        case.start(python=python, **env)
+        case.start(python=python, env=env)
     return [case.wait() for case in cases]
 
 
@@ -366,7 +367,8 @@ def test_interrupted_mid_lock(tmp_path, index_files, target):
     for strict in (False, True):
         with IndexServer(index_files, "slow", delay=120) as server:
             case = Case.render(tmp_path, strict, probe_answers(server.url))
-            process = case.start(new_session=True, ML_TEMPLATE_LOCK_TIMEOUT="300")
+            process = case.start(new_session=True, env={"ML_TEMPLATE_LOCK_TIMEOUT": "300"})
+            assert process.stdout is not None  # a pipe, as start() asks
             first_line = ""
             while "locking against" not in first_line:  # after the conda layer's lines
                 first_line = process.stdout.readline()
@@ -436,7 +438,8 @@ def task_env(monkeypatch, **values: str | None):
             monkeypatch.setenv(key, value)
     with local.env(**{k: v for k, v in values.items() if v is not None}):
         for key in [k for k, v in values.items() if v is None]:
-            local.env.pop(key, None)
+            if key in local.env:
+                del local.env[key]
         yield
 
 

@@ -52,7 +52,7 @@ def would_install(project: Path) -> set[str]:
         text=True,
         check=True,
     ).stdout
-    names = set()
+    names: set[str] = set()
     for line in exported.splitlines():
         if line.strip() and not line.startswith(("#", "-")):
             requirement = Requirement(line)
@@ -75,6 +75,7 @@ def gpu_packages(project: Path) -> set[str]:
 def assert_cpu_torch_from(project: Path, mirror_url: str) -> None:
     assert gpu_packages(project) == set()
     torch = locked_package(project, "torch")
+    assert torch is not None
     assert torch["version"].endswith("+cpu")
     assert Path(torch["source"]["registry"]) == Path(mirror_url.removeprefix("file://"))
 

@@ -68,7 +68,9 @@ def locked(folder: Path) -> Path:
 
 def run_script(project: Path, *args: str) -> subprocess.CompletedProcess:
     """The report as users run it: `uv run --script`, with its inline dependencies."""
-    command = ["uv", "run", "--quiet", "--script", lock_report.__file__, "--project", str(project)]
+    script = lock_report.__file__
+    assert script is not None  # imported from the rendered file
+    command = ["uv", "run", "--quiet", "--script", script, "--project", str(project)]
     return subprocess.run(
         [*command, *args], capture_output=True, text=True, timeout=300, check=False
     )
@@ -161,7 +163,9 @@ def test_cpu_lock_reports_clean_footprint(cpu_project):
         "cpu",
         True,
     )
-    assert torch["source"] == locked_package(cpu_project, "torch")["source"]["registry"]
+    locked = locked_package(cpu_project, "torch")
+    assert locked is not None
+    assert torch["source"] == locked["source"]["registry"]
     assert amd64["unknown_size"] == []
     # The project itself is not counted; sentence-transformers and torch are.
     assert amd64["packages"] == len(read_lock(cpu_project)["package"]) - 1
@@ -169,6 +173,7 @@ def test_cpu_lock_reports_clean_footprint(cpu_project):
 
 def test_cpu_torch_size_comes_from_the_local_wheel(cpu_project):
     torch = locked_package(cpu_project, "torch")
+    assert torch is not None
     (wheel,) = torch["wheels"]
     assert "size" not in wheel, "a local index should record no size; the test premise broke"
     wheel_bytes = Path(wheel["path"]).stat().st_size
@@ -272,6 +277,7 @@ def test_unparsable_lock_exits_2(tmp_path):
 def test_relative_index_and_wheel_paths_resolve(synthetic_project):
     project, wheel = synthetic_project
     torch = locked_package(project, "torch")
+    assert torch is not None
     # uv writes both relative: the registry to the project, the wheel to the registry.
     assert torch["source"] == {"registry": "../mirror/simple"}
     assert not Path(torch["wheels"][0]["path"]).is_absolute()

@@ -346,7 +346,7 @@ def check_rendered(project: Path, answers: dict) -> None:
         for node in ast.walk(cli)
         if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "ArgumentParser"
         for kw in node.keywords
-        if kw.arg == "description"
+        if kw.arg == "description" and isinstance(kw.value, ast.Constant)
     ]
     assert literals == [one_line(description)]
     init = ast.parse((project / "src" / package / "__init__.py").read_text(encoding="utf-8"))

@@ -27,6 +27,12 @@ CACHES = [
 ]
 # The SPDX id in pyproject.toml and the first line of that licence's text.
 LICENCE_TITLES = {"MIT": "MIT License"}
+# The template's own Python, as pyproject.toml configures each tool (mypy: its `files`).
+CHECKS = {
+    "ruff format": ["ruff", "format", "--check", "--diff", "."],
+    "ruff check": ["ruff", "check", "."],
+    "mypy": ["mypy"],
+}
 
 
 def git(*args: str) -> subprocess.CompletedProcess:
@@ -60,6 +66,18 @@ def test_compiling_the_repo_leaves_nothing_untracked():
     # Only caches count: new source files may be untracked while someone works on them.
     caches = [path for path in untracked if "__pycache__" in path or path.endswith(".pyc")]
     assert caches == [], f"untracked bytecode dirties the clone Copier renders from: {caches}"
+
+
+@pytest.mark.parametrize("name", CHECKS)
+def test_the_repo_is_formatted_linted_and_type_checked(name):
+    result = subprocess.run(
+        [sys.executable, "-m", *CHECKS[name]],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, f"{name}:\n{result.stdout}{result.stderr}"
 
 
 def test_licence_file_matches_pyproject():

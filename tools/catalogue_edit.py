@@ -29,14 +29,14 @@ class Edit:
 def node_at(root: yaml.Node, path: KeyPath) -> yaml.Node:
     node = root
     for key in path:
+        found: yaml.Node | None = None
         if isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in node.value if k.value == key), None)
+            found = next((v for k, v in node.value if k.value == key), None)
         elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            node = node.value[key]
-        else:
-            node = None
-        if node is None:
+            found = node.value[key]
+        if found is None:
             raise EditError(f"catalogue.yml has no {'.'.join(map(str, path))}")
+        node = found
     return node
 
 
@@ -63,7 +63,10 @@ class Catalogue:
     def __init__(self, text: str) -> None:
         self.text = text
         self.data = yaml.safe_load(text)
-        self.root = yaml.compose(text)
+        root = yaml.compose(text)
+        if root is None:
+            raise EditError("catalogue.yml is empty")
+        self.root = root
         self.edits: list[Edit] = []
 
     def set_scalar(self, path: KeyPath, value: str) -> None:

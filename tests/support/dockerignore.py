@@ -123,6 +123,7 @@ class Pattern:
             if path.endswith(suffix):
                 return True
             return suffix[:1] == "/" and path == suffix[1:]
+        assert self.regex is not None  # compiled whenever the kind is regexp
         return bool(self.regex.match(path))
 
 

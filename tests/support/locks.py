@@ -62,6 +62,8 @@ def load_lock_report() -> ModuleType:
     project = render(folder / "project", answers_for("default", python_version="3.11"))
     script = project / "scripts" / "lock_report.py"
     spec = importlib.util.spec_from_file_location("lock_report", script)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {script}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)

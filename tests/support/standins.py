@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import socket
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import quote
@@ -94,7 +95,7 @@ def closed_port_url() -> str:
 
 
 def pypi_project(
-    standins: Standins, name: str, versions: list[str], *, yanked: list[str] = ()
+    standins: Standins, name: str, versions: list[str], *, yanked: Sequence[str] = ()
 ) -> None:
     """`/pypi/simple/<name>/` as PyPI answers it in JSON: a wheel per version, some yanked."""
     files = [
