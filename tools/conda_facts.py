@@ -184,7 +184,7 @@ def virtual_packages(subdir: str, catalogue: dict[str, Any]) -> list[Any]:
 
 def solve(channel: Path, specs: list[str], subdir: str, catalogue: dict[str, Any]) -> list[Any]:
     """py-rattler's solution for these environment.yml specs, as the conda lock would solve them."""
-    from rattler import Channel, Gateway, MatchSpec
+    from rattler import Channel, Gateway, MatchSpec, Subdir
     from rattler import solve as rattler_solve
 
     async def run() -> list[Any]:
@@ -192,7 +192,7 @@ def solve(channel: Path, specs: list[str], subdir: str, catalogue: dict[str, Any
             [Channel(channel.as_uri())],
             [MatchSpec(spec, strict=False) for spec in specs],
             Gateway(),
-            [subdir, "noarch"],
+            [Subdir(subdir), Subdir("noarch")],
             virtual_packages=virtual_packages(subdir, catalogue),
         )
 
@@ -252,12 +252,11 @@ def unsolvable(channel: Path, catalogue: dict[str, Any], pythons: list[str]) -> 
 
 def newest_on_channel(channel_url: str, names: list[str]) -> dict[tuple[str, str], str]:
     """{(name, subdir): newest version} on a live channel, for just these names."""
-    from rattler import Channel, Gateway
+    from rattler import Channel, Gateway, Subdir
 
     async def run() -> list[Any]:
-        return await Gateway().query(
-            [Channel(channel_url)], [*SUBDIRS, "noarch"], names, recursive=False
-        )
+        subdirs = [Subdir(subdir) for subdir in (*SUBDIRS, "noarch")]
+        return await Gateway().query([Channel(channel_url)], subdirs, names, recursive=False)
 
     newest: dict[tuple[str, str], Any] = {}
     for group in asyncio.run(run()):
