@@ -22,6 +22,8 @@ DEFAULTS = {
     "vector_store": "chromadb",
     "torch_installer": "conda",
     "lock_platforms": ["linux/amd64", "linux/arm64"],
+    "torch_index_url": "https://download.pytorch.org/whl/cpu",
+    "conda_channel": "conda-forge",
 }
 ENV = SandboxedEnvironment(
     loader=FileSystemLoader(ROOT), extensions=["jinja2_ansible_filters.AnsibleCoreFiltersExtension"]
@@ -43,7 +45,8 @@ def test_default_answers():
     assert result["conda_specs"] == ["python=3.12.*", f"pytorch-cpu={NEWEST['torch']}=cpu_generic*"]
     assert result["conda_owned"] == ["torch"]
     assert result["torch_needed"] and result["sentence_transformers"]
-    assert result["store"] == {"module": "chroma_store", "class": "ChromaStore"}
+    assert result["has_store"] and result["store"]["key"] == "chromadb"
+    assert (result["store"]["module"], result["store"]["class"]) == ("chroma_store", "ChromaStore")
     assert result["env_prefix"] == "MY_APP_"
     assert result["environments"] == [
         CATALOGUE["platforms"]["linux/amd64"]["marker"],
@@ -85,7 +88,7 @@ def test_no_torch_without_a_library_that_needs_it():
     assert not result["torch_needed"] and not result["sentence_transformers"]
     assert not [d for d in result["dependencies"] if d.startswith("torch")]
     assert result["conda_owned"] == []
-    assert result["store"] == {"module": "qdrant_store", "class": "QdrantStore"}
+    assert (result["store"]["module"], result["store"]["class"]) == ("qdrant_store", "QdrantStore")
 
 
 @pytest.mark.parametrize("installer", ["conda", "uv"])
@@ -100,7 +103,8 @@ def test_faiss_is_conda_owned_under_either_installer_and_brings_numpy(installer)
 
 def test_no_store_means_no_store_module():
     result = plan(ml_libraries=[], vector_store="none")
-    assert result["store"] is None
+    assert result["store"] is None and not result["has_store"]
+    assert result["search_imports"] == []
     assert result["dependencies"] == []
 
 
@@ -115,3 +119,32 @@ def test_facts_read_once_from_the_catalogue():
         "UV_INDEX_PYTORCH_CPU_PASSWORD",
     ]
     assert result["gpu_packages"] == CATALOGUE["gpu_packages"]
+
+
+def test_image_and_uv_facts_come_from_the_catalogue():
+    result = plan(python_version="3.13")
+    image = CATALOGUE["image"]
+    assert result["image"] == {
+        "uid": image["uid"],
+        "prefix": image["prefix"],
+        "home": image["home"],
+        "data_dir": f"{image['home']}/{image['data_folder']}",
+    }
+    assert result["requires_python"] == ">=3.13,<3.14"
+    uv = CATALOGUE["images"]["uv"].rsplit(":", 1)[1]
+    major, minor = uv.split(".")[:2]
+    assert result["uv_version"] == uv
+    assert result["uv_requirement"] == f"uv>={uv},<{major}.{int(minor) + 1}"
+    assert result["uv_build_requirement"] == (
+        f"uv_build>={CATALOGUE['uv_build_min']},<{major}.{int(minor) + 1}"
+    )
+    assert [p["arch"] for p in result["platforms"]] == [
+        name.split("/")[1] for name in CATALOGUE["platforms"]
+    ]
+
+
+def test_uv_sync_flags_leave_what_conda_owns_to_conda():
+    result = plan()
+    assert result["uv_sync_flags"] == "--locked --no-dev --inexact --no-install-package torch"
+    result = plan(torch_installer="uv", vector_store="qdrant")
+    assert result["uv_sync_flags"] == "--locked --no-dev --inexact"
