@@ -1,0 +1,72 @@
+"""The plan is the only door into the template files.
+
+Every file under template/ (its text and its templated name) and every store's code reads only
+`plan`, the identity answers and Copier's own `_copier_*` variables: no `catalogue`, no raw
+answer the plan carries. Checked on the parsed Jinja, so comments and prose do not count.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from jinja2 import Environment, meta, nodes
+
+from tests.support.render import ROOT
+from tests.test_plan import plan
+
+IDENTITY = {"plan", "project_name", "project_slug", "package_name", "description"}
+TEMPLATE = ROOT / "template"
+# Store code is rendered by an include in template/, so it is held to the same rule.
+SOURCES = sorted(p for p in TEMPLATE.rglob("*") if p.is_file()) + sorted(
+    (ROOT / "includes" / "stores").rglob("*.jinja")
+)
+# Copier's default delimiters (copier.yml sets no _envops) and the filters it loads.
+ENV = Environment(extensions=["jinja2_ansible_filters.AnsibleCoreFiltersExtension"])
+
+
+def label(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+def undeclared(source: str) -> set[str]:
+    return meta.find_undeclared_variables(ENV.parse(source))
+
+
+def outside_the_door(names: set[str]) -> set[str]:
+    return {name for name in names - IDENTITY if not name.startswith("_copier_")}
+
+
+def plan_keys_read(source: str) -> set[str]:
+    """The `plan.<key>` and `plan['<key>']` a template reads."""
+    keys = set()
+    for node in ENV.parse(source).find_all((nodes.Getattr, nodes.Getitem)):
+        if isinstance(node.node, nodes.Name) and node.node.name == "plan":
+            if isinstance(node, nodes.Getattr):
+                keys.add(node.attr)
+            elif isinstance(node.arg, nodes.Const):
+                keys.add(node.arg.value)
+    return keys
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=label)
+def test_the_file_reads_only_the_plan_and_identity(path):
+    if path.suffix == ".jinja":
+        names = outside_the_door(undeclared(path.read_text(encoding="utf-8")))
+        assert not names, f"{label(path)} reads {sorted(names)}: read them from the plan"
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=label)
+def test_the_file_name_reads_only_the_plan_and_identity(path):
+    names = outside_the_door(undeclared(str(path.relative_to(ROOT))))
+    assert not names, f"the name {label(path)} reads {sorted(names)}: read them from the plan"
+
+
+def test_every_plan_key_a_template_reads_is_in_the_plan():
+    carried = set(plan()) | set(plan(vector_store="none", ml_libraries=[]))
+    read = set()
+    for path in SOURCES:
+        read |= plan_keys_read(str(path.relative_to(ROOT)))
+        if path.suffix == ".jinja":
+            read |= plan_keys_read(path.read_text(encoding="utf-8"))
+    assert read - carried == set()
