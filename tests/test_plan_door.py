@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from jinja2 import Environment, meta, nodes
 
-from tests.support.render import ROOT
+from tests.support.render import CATALOGUE, ROOT
 from tests.test_plan import plan
 
 IDENTITY = {"plan", "project_name", "project_slug", "package_name", "description"}
@@ -70,3 +70,14 @@ def test_every_plan_key_a_template_reads_is_in_the_plan():
         if path.suffix == ".jinja":
             read |= plan_keys_read(path.read_text(encoding="utf-8"))
     assert read - carried == set()
+
+
+def test_a_store_is_named_by_its_catalogue_key_alone():
+    """One name per store: the key names its code, and the code takes its class from the plan."""
+    modules = {key: store for key, store in CATALOGUE["stores"].items() if "module" in store}
+    code = {p.name.removesuffix(".py.jinja"): p for p in (ROOT / "includes" / "stores").iterdir()}
+    assert code.keys() == modules.keys()
+    for key, path in code.items():
+        text = path.read_text(encoding="utf-8")
+        assert "class {{ plan.store.class }}(VectorStore):" in text, path
+        assert modules[key]["class"] not in text and modules[key]["module"] not in text, path
