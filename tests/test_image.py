@@ -31,6 +31,8 @@ PROJECTS: dict[str, dict] = {
     "faiss-audio-conda": {"ml_libraries": ["torchaudio"], "vector_store": "faiss"},
 }
 # Files that .dockerignore must keep out of the build context, and so out of the image.
+# The micromamba image's user, prefix and home, as the Dockerfile gets them.
+IMAGE_FACTS = CATALOGUE["image"]
 PROBES = (".env", ".git/probe-git.txt", "data/probe-data.txt", "src/{pkg}/.env")
 DEPENDENCY_STEP = "--no-install-project"
 PROJECT_STEP = "--no-editable"
@@ -52,8 +54,8 @@ print(json.dumps({"uid": os.getuid(), "found": found, "sources": sources,
 
 # Run inside an image: every distribution in the prefix, with its metadata folders and installers.
 OWNERS = r"""
-import json, pathlib, re
-prefix = pathlib.Path("/opt/conda")
+import json, pathlib, re, sys
+prefix = pathlib.Path(sys.argv[1])
 norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()
 dists = {}
 for folder in prefix.glob("lib/python3*/site-packages/*.*-info"):
@@ -185,7 +187,8 @@ def test_the_image_runs_its_report_and_passes_the_doctor(images, name):
     doctor = built.run("python", "-m", built.package, "doctor")
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     assert "CPU-only: yes" in doctor.stdout
-    assert docker.image_config(built.tag, "User") == '"57439:57439"'
+    uid = IMAGE_FACTS["uid"]
+    assert docker.image_config(built.tag, "User") == f'"{uid}:{uid}"'
 
 
 @pytest.mark.parametrize("name", sorted(PROJECTS))
@@ -196,7 +199,7 @@ def test_the_image_holds_no_uv_no_source_and_no_probe(images, name):
     result = built.run("python", "-c", INSPECT, built.package)
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout)
-    assert seen["uid"] == 57439
+    assert seen["uid"] == IMAGE_FACTS["uid"]
     assert seen["uv"] is None and not [f for f in seen["found"] if f.endswith(("/uv", "/uvx"))]
     assert seen["sources"] == [] and seen["app"] == [], seen
     assert not [f for f in seen["found"] if not f.endswith(("/uv", "/uvx"))], seen["found"]
@@ -207,7 +210,7 @@ def test_the_image_holds_no_uv_no_source_and_no_probe(images, name):
 @pytest.mark.image
 def test_every_distribution_in_the_prefix_has_one_installer(images, name):
     built = images.get(name)
-    result = built.run("python", "-c", OWNERS)
+    result = built.run("python", "-c", OWNERS, IMAGE_FACTS["prefix"])
     assert result.returncode == 0, result.stderr
     owners = json.loads(result.stdout)
     twice = {n: folders for n, folders in owners["dists"].items() if len(folders) != 1}
@@ -272,7 +275,7 @@ def test_ingest_then_query_on_a_named_volume_survive_into_a_new_container(images
         path.chmod(0o755 if path.is_dir() else 0o644)
     volume = f"ml-container-template-test-{uuid.uuid4().hex[:8]}"
     env = {f"{built.package.upper()}_EMBEDDER": "hashing"}
-    data = f"{volume}:/home/mambauser/data"
+    data = f"{volume}:{IMAGE_FACTS['home']}/{IMAGE_FACTS['data_folder']}"
     try:
         ingest = built.run(
             "python",

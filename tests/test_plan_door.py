@@ -14,6 +14,7 @@ from jinja2 import Environment, meta, nodes
 
 from tests.support.render import CATALOGUE, ROOT
 from tests.test_plan import plan
+from tools import uv_line
 
 IDENTITY = {"plan", "project_name", "project_slug", "package_name", "description"}
 TEMPLATE = ROOT / "template"
@@ -40,12 +41,14 @@ def outside_the_door(names: set[str]) -> set[str]:
 def plan_keys_read(source: str) -> set[str]:
     """The `plan.<key>` and `plan['<key>']` a template reads."""
     keys = set()
-    for node in ENV.parse(source).find_all((nodes.Getattr, nodes.Getitem)):
-        if isinstance(node.node, nodes.Name) and node.node.name == "plan":
-            if isinstance(node, nodes.Getattr):
-                keys.add(node.attr)
-            elif isinstance(node.arg, nodes.Const):
-                keys.add(node.arg.value)
+    tree = ENV.parse(source)
+    for attr in tree.find_all(nodes.Getattr):
+        if isinstance(attr.node, nodes.Name) and attr.node.name == "plan":
+            keys.add(attr.attr)
+    for item in tree.find_all(nodes.Getitem):
+        is_plan = isinstance(item.node, nodes.Name) and item.node.name == "plan"
+        if is_plan and isinstance(item.arg, nodes.Const):
+            keys.add(item.arg.value)
     return keys
 
 
@@ -81,3 +84,15 @@ def test_a_store_is_named_by_its_catalogue_key_alone():
         text = path.read_text(encoding="utf-8")
         assert "class {{ plan.store.class }}(VectorStore):" in text, path
         assert modules[key]["class"] not in text and modules[key]["module"] not in text, path
+
+
+def test_uv_line_is_read_once_and_ci_run_agrees_with_the_plan():
+    """.ci/run's stdlib reader and the plan derive the same line from the one uv image tag."""
+    text = (ROOT / "catalogue.yml").read_text(encoding="utf-8")
+    version, next_minor = uv_line.uv_version(text)
+    assert plan()["uv_requirement"] == f"uv>={version},<{next_minor}"
+    assert plan()["uv_version"] == version
+    # A bump, as tools.pins --write makes it, moves the line with it.
+    bumped = text.replace(f"astral-sh/uv:{version}", "astral-sh/uv:0.14.2")
+    assert uv_line.uv_version(bumped) == ("0.14.2", "0.15")
+    assert "python3 tools/uv_line.py" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")

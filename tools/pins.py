@@ -377,7 +377,8 @@ def check_images(data: dict, sources: Sources) -> list[Row]:
                 lambda c: c.set_scalar(("images", "uv"), f"{uv_name}:{new}"),
                 lambda root: write_uv_version(root, uv_tag, new),
             )
-            uv.note = "the template's workflows' UV_VERSION follows"
+            # The rest read the tag: generated CI and uv_build bound (the plan), .ci/run (uv_line).
+            uv.note = "the template's workflows' UV_VERSION, .ci/run and the uv_build bound follow"
     except (Unreachable, InvalidVersion) as error:
         unknown(uv, Unreachable(str(error)))
     rows.append(uv)

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import dockerfile
 
-CONDA_PREFIX = "/opt/conda"
+from tests.support.render import CATALOGUE
+
+CONDA_PREFIX = CATALOGUE["image"]["prefix"]
 
 
 @dataclass
