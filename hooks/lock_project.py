@@ -77,16 +77,17 @@ def has_conflict_markers(path: Path) -> bool:
 
 def is_complete_lock(path: Path) -> bool:
     """A lock uv can read: TOML with a version and at least the project's own package."""
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10: fall back to a structural check
-        text = path.read_text(encoding="utf-8", errors="replace")
-        return text.startswith("version = ") and "[[package]]" in text
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return False
-    return "version" in data and bool(data.get("package"))
+
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            return False
+        return "version" in data and bool(data.get("package"))
+    # Python 3.10 has no tomllib: fall back to a structural check.
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return text.startswith("version = ") and "[[package]]" in text
 
 
 class LockGuard:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,7 @@ def channel() -> Path:
 
 
 @pytest.fixture(scope="module")
-def channel_url(channel) -> str:
+def channel_url(channel) -> Iterator[str]:
     with ChannelServer(channel) as server:
         yield server.url
 

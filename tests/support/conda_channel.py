@@ -184,8 +184,8 @@ def write_package(package: CondaPackage, channel: Path, compresslevel: int = 9) 
     target = channel / record.subdir / record.filename
     target.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(target, "w:bz2", compresslevel=compresslevel) as tar:
-        for path, content in info.items():
-            _add(tar, path, json.dumps(content, indent=2, sort_keys=True).encode())
+        for path, document in info.items():
+            _add(tar, path, json.dumps(document, indent=2, sort_keys=True).encode())
         for path, data in package.files.items():
             _add(tar, path, _read(data))
     return target
