@@ -44,7 +44,6 @@ from tests.support.updates import (
     log_lines,
     replace_once,
     template_copy,
-    uv,
 )
 
 pytestmark = pytest.mark.slow
