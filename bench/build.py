@@ -2,7 +2,7 @@
 
 Run on demand from the repository root, with a Docker engine (`bash .ci/docker-engine start`):
 
-    uv run python bench/build.py [--rebuilds 3] [--throttle]
+    uv run python -m bench.build [--rebuilds 3] [--throttle]
 
 Both builds run in this process, on the same engine, through one loopback proxy that counts the
 bytes each downloads: PyPI through CONNECT, and the local CPU index and conda channel over
@@ -15,7 +15,6 @@ build's slowest steps, and ends with one line `BENCH {json}`.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -33,18 +32,18 @@ from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
+from bench import counting_proxy
+from bench.footprint import output_to  # fds 1 and 2 into a log, as the hook writes
+from tests.support import conda_channel
+from tests.support import docker as engine
+from tests.support.cache import cache_root
+from tests.support.images import base_images as standins
+from tests.support.index_server import IndexFiles, IndexServer
+from tests.support.mirror import build_mirror
+from tests.support.render import render
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the image tests' builders are the one way to make stand-ins
-sys.dont_write_bytecode = True  # no __pycache__ inside tests/ or template/
-
-from tests.images import standins  # noqa: E402
-from tests.support import conda_channel  # noqa: E402
-from tests.support import docker as engine  # noqa: E402
-from tests.support.index_server import IndexFiles, IndexServer  # noqa: E402
-from tests.support.mirror import build_mirror  # noqa: E402
-from tests.support.render import render  # noqa: E402
-
-CACHE = conda_channel.cache_root() / "bench"
+CACHE = cache_root() / "bench"
 PYPI = {"pypi.org:443", "files.pythonhosted.org:443"}
 LINK_MBIT = 100
 COLD_ATTEMPTS = 3
@@ -59,21 +58,6 @@ GENERATED_ANSWERS = {
     "python_version": "3.11",
     "lock_platforms": ["linux/amd64"],
 }
-
-
-def load(relative: str):
-    """Import a bench file by path: bench/ is not a package and must not need one."""
-    spec = importlib.util.spec_from_file_location(Path(relative).stem, ROOT / relative)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {relative}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-PROXY = load("bench/counting_proxy.py")
-output_to = load("bench/footprint.py").output_to  # fds 1 and 2 into a log, as the hook writes
 
 
 # ---------------------------------------------------------------------------- pure helpers
@@ -492,7 +476,7 @@ def generated_side(folder: Path, index_url: str, channel_url: str, channel: Path
 
 def require_engine() -> None:
     if not engine.engine_answers():
-        sys.exit(f"bench/build.py needs a Docker engine with buildx: {engine.START_HINT}")
+        sys.exit(f"bench.build needs a Docker engine with buildx: {engine.START_HINT}")
 
 
 def report(results: dict, rate: float, throttled: bool, rebuilds: int, load_start: float) -> None:
@@ -580,7 +564,7 @@ def main() -> None:
         with (
             IndexServer(IndexFiles.from_mirror(mirror)) as index,
             conda_channel.ChannelServer(channel_dir) as channel,
-            PROXY.CountingProxy(PYPI, rate=rate if args.throttle else None) as proxy,
+            counting_proxy.CountingProxy(PYPI, rate=rate if args.throttle else None) as proxy,
         ):
             sides = []
             if args.only != "generated":

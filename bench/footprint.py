@@ -2,7 +2,7 @@
 
 Run on demand from the repository root (needs PyPI; the CPU index is the local test mirror):
 
-    uv run python bench/footprint.py [--runs 5]
+    uv run python -m bench.footprint [--runs 5]
 
 Prints Markdown tables, PASS/FAIL per goal, and ends with one line `BENCH {json}`.
 """
@@ -10,7 +10,6 @@ Prints Markdown tables, PASS/FAIL per goal, and ends with one line `BENCH {json}
 from __future__ import annotations
 
 import argparse
-import atexit
 import contextlib
 import functools
 import importlib.metadata
@@ -26,8 +25,11 @@ import time
 import warnings
 from pathlib import Path
 
-from copier import run_copy
 from packaging.requirements import Requirement
+
+from tests.support.locks import load_lock_report, uv_lock
+from tests.support.mirror import build_mirror, real_torch_wheel
+from tests.support.render import render as support_render
 
 ROOT = Path(__file__).resolve().parents[1]
 UV = os.environ.get("UV") or shutil.which("uv") or "uv"  # the uv the hook would use
@@ -74,21 +76,6 @@ torchaudio = { index = "pytorch-cpu" }
 """
 
 
-def load(path: Path):
-    """Import a Python file by path: bench/ is not a package and must not need one."""
-    sys.dont_write_bytecode = True  # no __pycache__ inside template/ or tests/
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-MIRROR = load(ROOT / "tests" / "support" / "mirror.py")
-
-
 @contextlib.contextmanager
 def output_to(log: Path):
     """Send fds 1 and 2 to `log`: the hook's subprocesses write there, not through sys.stdout."""
@@ -109,35 +96,10 @@ def output_to(log: Path):
 
 
 def render(src: Path, dst: Path, data: dict | None = None, tasks: bool = False) -> Path:
-    """`copier copy` through the API, as the tests do; output goes to dst's sibling log."""
+    """`copier copy` as the tests render; output goes to dst's sibling log."""
     with warnings.catch_warnings(), output_to(dst.with_name(dst.name + ".log")):
         warnings.simplefilter("ignore")  # DirtyLocalWarning: uncommitted edits are meant
-        run_copy(
-            str(src),
-            dst,
-            data=data or {},
-            defaults=True,
-            unsafe=True,
-            vcs_ref="HEAD",
-            skip_tasks=not tasks,
-            quiet=True,
-        )
-    return dst
-
-
-@functools.cache
-def lock_report():
-    """The one lock footprint implementation: a default project's scripts/lock_report.py."""
-    folder = Path(tempfile.mkdtemp(prefix="footprint-report-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    project = render(ROOT, folder / "project", {"project_name": LOCAL["project_name"]})
-    return load(project / "scripts" / "lock_report.py")
-
-
-def uv_lock(project: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [UV, "lock"], cwd=project, capture_output=True, text=True, timeout=900, check=False
-    )
+        return support_render(dst, data or {}, tasks=tasks, src=src)
 
 
 def uv_message(output: str) -> str:
@@ -147,7 +109,7 @@ def uv_message(output: str) -> str:
 
 
 def footprint(project: Path) -> dict:
-    info = lock_report().load_report(project, [PLATFORM])["platforms"][PLATFORM]
+    info = load_lock_report().load_report(project, [PLATFORM])["platforms"][PLATFORM]
     return {
         "packages": info["packages"],
         "gpu": len(info["gpu_packages"]),
@@ -158,7 +120,7 @@ def footprint(project: Path) -> dict:
 
 def dependencies(project: Path) -> list[str]:
     with open(project / "pyproject.toml", "rb") as handle:
-        return lock_report().tomllib.load(handle)["project"]["dependencies"]
+        return load_lock_report().tomllib.load(handle)["project"]["dependencies"]
 
 
 def throwaway(folder: Path, deps: list[str], tool_uv: str) -> Path:
@@ -339,7 +301,7 @@ def time_table(times: dict, runs: int) -> list[str]:
 
 def versions() -> dict:
     uv = subprocess.run([UV, "--version"], capture_output=True, text=True, check=False)
-    torch = MIRROR.real_torch_wheel()
+    torch = real_torch_wheel()
     return {
         "copier": importlib.metadata.version("copier"),
         "uv": uv.stdout.split()[1],
@@ -355,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="footprint-") as temp:
         work = Path(temp)
-        index = {"torch_index_url": MIRROR.build_mirror(work / "mirror")}
+        index = {"torch_index_url": build_mirror(work / "mirror")}
         answers = {name: {**LOCAL, **index, **extra} for name, extra in SCENARIOS.items()}
         rows = {name: scenario(name, answers[name], work) for name in SCENARIOS}
         times = measure_times(answers[TIMED_SCENARIO], args.runs, work)

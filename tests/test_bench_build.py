@@ -1,13 +1,11 @@
 """The build benchmark's own helpers: the counting proxy, BuildKit log parsing, the tables.
 
-Loopback only and no Docker: the benchmark itself (bench/build.py) runs on demand, never here.
+Loopback only, no Docker: the benchmark itself (`python -m bench.build`) runs on demand, not here.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import socket
-import sys
 import threading
 import urllib.error
 import urllib.request
@@ -16,22 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from bench import build as bench
+from bench import counting_proxy as proxy_module
+
 ROOT = Path(__file__).resolve().parents[1]
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
-
-
-def load(relative: str):
-    spec = importlib.util.spec_from_file_location(Path(relative).stem, ROOT / relative)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {relative}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-proxy_module = load("bench/counting_proxy.py")
-bench = load("bench/build.py")
 
 
 @pytest.fixture(scope="module")

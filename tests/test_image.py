@@ -1,6 +1,6 @@
 """The generated Dockerfile, built unmodified by the real Docker engine, and its images run.
 
-Base images are the stand-ins of tests/images/ under catalogue.yml's exact tags; the conda
+Base images are the stand-ins of tests/support/images/ under catalogue.yml's exact tags; the conda
 layer comes from a local channel served on loopback, the torch index from the local mirror
 served on loopback, everything else from PyPI. Builds are shared between tests per module.
 """
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.images import standins
 from tests.support import conda_channel, docker
+from tests.support.images import base_images
 from tests.support.render import CATALOGUE, answers_for, local_answers, render
 
 PROJECTS: dict[str, dict] = {
@@ -121,9 +121,9 @@ class Images:
 
 
 @pytest.fixture(scope="module")
-def stand_ins() -> standins.StandIns:
+def stand_ins() -> base_images.StandIns:
     docker.require_engine()
-    return standins.ensure()
+    return base_images.ensure()
 
 
 @pytest.fixture(scope="module")

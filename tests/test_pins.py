@@ -20,8 +20,7 @@ import pytest
 import yaml
 from packaging.specifiers import SpecifierSet
 
-from tests.support.render import ANSWER_SETS, CATALOGUE, ROOT, answers_for, render
-from tests.support.standins import (
+from tests.support.registry_standins import (
     Standins,
     admitted_ranges,
     closed_port_url,
@@ -31,6 +30,7 @@ from tests.support.standins import (
     pypi_project,
     registry_tags,
 )
+from tests.support.render import ANSWER_SETS, CATALOGUE, ROOT, answers_for, render
 from tools.pins import USES_LINE, workflow_files
 
 SOURCES = ("pypi", "cpu", "conda", "registry", "github")

@@ -23,14 +23,14 @@ import pytest
 import yaml
 from copier import run_update
 
-from tests.support.render import CATALOGUE, ROOT
-from tests.support.standins import (
+from tests.support.registry_standins import (
     Standins,
     admitted_ranges,
     closed_port_url,
     conda_channel,
     pypi_project,
 )
+from tests.support.render import CATALOGUE, ROOT
 from tests.support.updates import (
     USER_DEPENDENCY,
     assert_lock_follows,

@@ -17,6 +17,7 @@ import dockerfile
 import yaml
 from rattler import MatchSpec
 
+from tests.support.cache import cache_root
 from tests.support.compat import tomllib
 from tests.support.render import CATALOGUE
 
@@ -195,9 +196,8 @@ def actionlint_dir() -> Path:
     """Where .ci/run installs actionlint (ACTIONLINT_DIR), else the user's cache folder."""
     if os.environ.get("ACTIONLINT_DIR"):
         return Path(os.environ["ACTIONLINT_DIR"])
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     name = ACTIONLINT_PACKAGE.lstrip("@").replace("/", "-").replace("@", "-")
-    return cache / "ml-container-template" / name
+    return cache_root() / name
 
 
 def actionlint_installed(folder: Path) -> bool:

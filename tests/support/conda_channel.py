@@ -36,7 +36,6 @@ import functools
 import hashlib
 import io
 import json
-import os
 import shutil
 import tarfile
 import tempfile
@@ -55,6 +54,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 from rattler import MatchSpec
 
+from tests.support.cache import cache_root
 from tests.support.loopback import LoopbackServer
 from tests.support.mirror import TORCH_VERSION, build_synthetic_torch, real_torch_wheel
 from tools import conda_facts
@@ -73,10 +73,6 @@ NO_FILES = {"torchvision", "torchaudio"}
 # Python distributions the channel carries older builds of: the `lagging` stand-in installs those.
 LAGGING = ("sympy", "networkx")
 BUILD_TIMESTAMP_MS = conda_facts.TIMESTAMP_MS
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("MLCT_CACHE_DIR", Path.home() / ".cache" / "ml-container-template"))
 
 
 # ----------------------------------------------------------------------------- wheels from PyPI

@@ -21,10 +21,10 @@ def answers_for(name: str, **overrides) -> dict:
     return answers
 
 
-def render(dst: Path, answers: dict, *, tasks: bool = False) -> Path:
-    """Render into `dst` from HEAD of this repository (uncommitted edits included)."""
+def render(dst: Path, answers: dict, *, tasks: bool = False, src: Path = ROOT) -> Path:
+    """Render into `dst` from HEAD of this repository (uncommitted edits included), or of `src`."""
     run_copy(
-        str(ROOT),
+        str(src),
         dst,
         data=answers,
         defaults=True,

@@ -27,8 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.images.rootfs import CACHE, rootfs_key, rootfs_tarball
 from tests.support.docker import build, image_label
+from tests.support.images.rootfs import CACHE, rootfs_key, rootfs_tarball
 from tests.support.render import CATALOGUE
 
 HERE = Path(__file__).resolve().parent

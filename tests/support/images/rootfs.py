@@ -14,11 +14,13 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from tests.support.cache import cache_root
+
 SUITE = "bookworm"  # its python3 is 3.11, the Python the image tests lock for
 PACKAGES = ("python3",)
 # Where the machine is not Debian (GitHub's Ubuntu runners): Debian's own redirector.
 FALLBACK_MIRROR = "http://deb.debian.org/debian"
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ml-container-template"
+CACHE = cache_root()
 
 
 def as_root(command: list[str]) -> list[str]:

@@ -1,1 +1,0 @@
-"""Stand-in base images: the only fakes the image tests use (see standins.py)."""

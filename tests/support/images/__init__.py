@@ -1,0 +1,1 @@
+"""Stand-in base images: the only fakes the image tests use (see base_images.py)."""
