@@ -520,6 +520,32 @@ def default_cpu_index(root: Path) -> str:
     return copier["torch_index_url"]["default"]
 
 
+# Where each registry is read: flag, environment variable, default, and what it serves.
+SOURCE_OPTIONS = (
+    ("--pypi-url", "PINS_PYPI_URL", "https://pypi.org/simple", "PEP 691/503 index for PyPI"),
+    (
+        "--cpu-index-url",
+        "PINS_CPU_INDEX_URL",
+        None,
+        "PEP 691/503 CPU torch index; default: copier.yml's torch_index_url",
+    ),
+    (
+        "--conda-channel-url",
+        "PINS_CONDA_CHANNEL_URL",
+        "https://conda.anaconda.org/conda-forge",
+        "conda channel with <subdir>/repodata.json",
+    ),
+    ("--conda-subdir", "PINS_CONDA_SUBDIR", "linux-64", "channel subdir to read"),
+    ("--registry-url", "PINS_REGISTRY_URL", "https://hub.docker.com", "Docker Hub style tags API"),
+    (
+        "--github-api-url",
+        "PINS_GITHUB_API_URL",
+        os.environ.get("GITHUB_API_URL", "https://api.github.com"),
+        "GitHub REST API; else GITHUB_API_URL",
+    ),
+)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     env = os.environ.get
     parser = argparse.ArgumentParser(
@@ -541,37 +567,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=Path(env("PINS_ROOT", ROOT)),
         help="the template repository (PINS_ROOT)",
     )
-    parser.add_argument(
-        "--pypi-url",
-        default=env("PINS_PYPI_URL", "https://pypi.org/simple"),
-        help="PEP 691/503 index for PyPI releases (PINS_PYPI_URL)",
-    )
-    parser.add_argument(
-        "--cpu-index-url",
-        default=env("PINS_CPU_INDEX_URL"),
-        help="PEP 691/503 CPU torch index (PINS_CPU_INDEX_URL; default: "
-        "copier.yml's torch_index_url)",
-    )
-    parser.add_argument(
-        "--conda-channel-url",
-        default=env("PINS_CONDA_CHANNEL_URL", "https://conda.anaconda.org/conda-forge"),
-        help="conda channel with <subdir>/repodata.json (PINS_CONDA_CHANNEL_URL)",
-    )
-    parser.add_argument(
-        "--conda-subdir",
-        default=env("PINS_CONDA_SUBDIR", "linux-64"),
-        help="channel subdir to read (PINS_CONDA_SUBDIR)",
-    )
-    parser.add_argument(
-        "--registry-url",
-        default=env("PINS_REGISTRY_URL", "https://hub.docker.com"),
-        help="Docker Hub style tags API (PINS_REGISTRY_URL)",
-    )
-    parser.add_argument(
-        "--github-api-url",
-        default=env("PINS_GITHUB_API_URL", env("GITHUB_API_URL", "https://api.github.com")),
-        help="GitHub REST API (PINS_GITHUB_API_URL, else GITHUB_API_URL)",
-    )
+    for flag, variable, default, what in SOURCE_OPTIONS:
+        parser.add_argument(flag, default=env(variable, default), help=f"{what} ({variable})")
     parser.add_argument(
         "--timeout",
         type=float,
