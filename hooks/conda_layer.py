@@ -1,8 +1,9 @@
 """Lock a generated project's conda layer by running its own scripts/conda_lock.py.
 
-Imported by lock_project.py, so standard library only. The script writes every
-conda-<platform>.lock and pyproject.toml's constraint-dependencies, or nothing; this module
-runs it under a timeout and turns its exit status into words and the next command.
+Imported by lock_project.py, so standard library and PyYAML only. The script writes every
+conda-<platform>.lock and pyproject.toml's constraint-dependencies, or nothing, and ends with
+one JSON line (catalogue.yml's contracts); this module runs it under a timeout and turns that
+line, or its absence (a crash), into words and the next command.
 """
 
 from __future__ import annotations
@@ -11,19 +12,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bounded import run_bounded
+from contracts import PREFIX, script_result, uv_kind, without_result
 
 SCRIPT = Path("scripts") / "conda_lock.py"
 NEXT_STEP = "make lock"
 STALE_PINS = "uv.lock is written, but its pins from the conda layer are stale"
-# uv's words when the script's Python is missing and cannot be downloaded.
-NO_PYTHON_SIGNS = ("python-build-standalone", "No interpreter found", "No Python installation")
-# scripts/conda_lock.py's exit statuses for failures it recognises.
+# What each of the script's failure statuses means, for the message.
 REASONS = {
-    10: "environment.yml or pyproject.toml cannot be read for the conda lock",
-    11: "the conda channel did not answer (unreachable, or an HTTP error)",
-    12: "environment.yml has no solution in the conda channel",
-    13: "the conda channel has no packages for one of the lock platforms",
+    "bad-input": "environment.yml or pyproject.toml cannot be read for the conda lock",
+    "unreachable": "the conda channel did not answer (unreachable, or an HTTP error)",
+    "unsatisfiable": "environment.yml has no solution in the conda channel",
+    "no-platform": "the conda channel has no packages for one of the lock platforms",
 }
+# `make lock` cannot succeed until the channel answers: say what would.
+MIRROR_STEP = "copier update --trust --defaults --data conda_channel=<mirror URL>"
 
 
 @dataclass
@@ -33,6 +35,9 @@ class CondaFailure:
     reason: str
     detail: str = ""
     next_step: str = NEXT_STEP
+    when: str = ""  # the condition under which next_step can succeed, in words
+    or_step: str = ""  # another command that would do instead
+    or_when: str = ""
 
     def lines(self) -> list[str]:
         """Said at once, before uv.lock is locked anyway."""
@@ -59,22 +64,38 @@ def lock_conda(project: Path, uv: str, timeout: float) -> CondaFailure | None:
     if result is None:
         return CondaFailure(
             f"the conda lock took longer than {timeout:g} s (a slow or stalled channel?)",
-            next_step=f"{NEXT_STEP}   (or raise ML_TEMPLATE_LOCK_TIMEOUT)",
+            when="with a larger ML_TEMPLATE_LOCK_TIMEOUT or a faster channel",
         )
-    output, errors = result.stdout, result.stderr
-    for line in output.splitlines():
-        print(f"[ml-container-template] {line}", flush=True)
-    if result.returncode == 0:
-        return None
+    for line in result.stdout.splitlines():
+        print(f"{PREFIX} {line}", flush=True)
+    errors = without_result(result.stderr)
     detail = "\n".join(line for line in errors.strip().splitlines()[-6:] if line.strip())
-    if result.returncode in REASONS:
-        return CondaFailure(REASONS[result.returncode], detail)
-    if any(sign in errors for sign in NO_PYTHON_SIGNS):
+    outcome = script_result(result.stderr, "conda_lock")
+    if outcome is None:
+        return crashed(errors, detail)
+    status = outcome["status"]
+    if status in ("locked", "fresh"):
+        return None
+    failure = CondaFailure(REASONS.get(status, f"scripts/conda_lock.py said {status}"), detail)
+    if status == "unreachable":
+        failure.when = "once the conda channel answers (check the network)"
+        failure.or_step, failure.or_when = MIRROR_STEP, "to lock from a mirror of the channel"
+    return failure
+
+
+def crashed(errors: str, detail: str) -> CondaFailure:
+    """The script ended without its JSON line: it never ran, or it crashed."""
+    kind = uv_kind(errors)
+    if kind == "python":
         return CondaFailure(
             "uv found no Python for the project and could not download one",
             detail,
-            next_step=f"uv python install   (then: {NEXT_STEP})",
+            next_step=f"uv python install && {NEXT_STEP}",
         )
-    return CondaFailure(
-        "scripts/conda_lock.py could not run (could uv install py-rattler from PyPI?)", detail
-    )
+    if kind == "network":
+        return CondaFailure(
+            "uv could not download scripts/conda_lock.py's dependencies from PyPI",
+            detail,
+            when="once PyPI answers (check the network)",
+        )
+    return CondaFailure("scripts/conda_lock.py crashed", detail, when="after fixing it")

@@ -1,8 +1,8 @@
 """Lock a generated project against its CPU index, without ever harming the project.
 
 Copier runs this after `copier copy` (as a task) and after `copier update` (as a
-migration, with --after-update). It uses only the standard library, because it runs
-under whichever Python runs Copier.
+migration, with --after-update). It uses only the standard library and PyYAML, because it
+runs under whichever Python runs Copier (PyYAML is one of Copier's own dependencies).
 
 Whatever happens (uv missing, index down, a conflict, Ctrl-C), the project is kept,
 `uv.lock` is either the previous one, absent, or a complete new lock, and the message
@@ -19,17 +19,28 @@ import signal
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import conda_layer
+import yaml  # Copier's own dependency
 from bounded import run_bounded
+from contracts import credential_variables, script_result, uv_kind, without_result, wrap
 
-PREFIX = "[ml-container-template]"
+ANSWERS = ".copier-answers.yml"
 CONFLICT_MARKERS = ("<<<<<<< ", "=======", ">>>>>>> ")
+# Every file the hook reads or runs: a conflict marker in any of them stops the relock.
+INPUTS = (
+    "pyproject.toml",
+    "environment.yml",
+    "scripts/conda_lock.py",
+    "scripts/lock_report.py",
+    ANSWERS,
+)
+REPORT = Path("scripts") / "lock_report.py"
 UV_INSTALL_URL = "https://docs.astral.sh/uv/getting-started/installation/"
 NOT_WRITABLE = "uv.lock could not be written (permission denied: the project is read-only)"
-NOT_WRITABLE_NEXT = "uv lock   (as a user who may write to the project)"
+NOT_WRITABLE_WHEN = "as a user who may write to the project"
 
 
 @dataclass
@@ -39,12 +50,22 @@ class Failure:
     reason: str
     detail: str = ""
     next_step: str = "uv lock"
+    when: str = ""  # the condition under which next_step can succeed, in words
     lock_state: str = ""  # what became of uv.lock, when the failure came after it was written
+    or_step: str = ""  # another command that would do instead, and when
+    or_when: str = ""
+    conda_locked: bool = False  # whether the conda layer was locked in this run
 
 
 def say(*lines: str) -> None:
     for line in lines:
-        print(f"{PREFIX} {line}" if line else "", flush=True)
+        for part in wrap(line):
+            print(part, flush=True)
+
+
+def say_command(project: Path, command: str) -> None:
+    """A command on a line of its own, unprefixed and unwrapped, to copy as it is."""
+    print(f"    cd {project} && {command}", flush=True)
 
 
 def strict() -> bool:
@@ -141,99 +162,69 @@ def shorten(uv_output: str, limit: int = 8) -> str:
     return "\n".join(kept)
 
 
-NETWORK_SIGNS = (
-    "failed to fetch",
-    "error sending request",
-    "connection refused",
-    "dns error",
-    "tcp connect error",
-    "timed out",
-    "timeout",
-    "server error",
-    "status code 5",
-    "503",
-    "502",
-    "504",
-    "request failed after",
-    "error decoding response body",
-    "connection closed",
-    "connection reset",
-    "failed to read from",
-    "network",
-    "could not connect",
-    "unexpected eof",
-    "incomplete message",
-)
-
-
-AUTH_SIGNS = (
-    "lack of valid authentication credentials",
-    "401 unauthorized",
-    "403 forbidden",
-    "missing credentials",
-    "no credentials",
-)
-
-
 @dataclass
 class Index:
-    """The project's CPU index, as copier.yml passes it; for messages only."""
+    """The project's CPU index, for messages only: its URL from the answers, uv's variables."""
 
     url: str = "the CPU index"
-    credentials: str = "uv's UV_INDEX_<NAME>_USERNAME and _PASSWORD variables"
+    credentials: str = " and ".join(credential_variables())
+
+    @classmethod
+    def of(cls, project: Path) -> Index:
+        """The URL the project was answered with; a word for it when that cannot be read."""
+        try:
+            answers = yaml.safe_load((project / ANSWERS).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            return cls()
+        url = answers.get("torch_index_url") if isinstance(answers, dict) else None
+        return cls(url) if isinstance(url, str) and url else cls()
 
 
 def classify(uv_output: str, index: Index) -> Failure:
-    """Name what went wrong from uv's message; a resolution conflict is never a network error."""
-    text = uv_output.lower()
+    """Name what went wrong from uv's message (catalogue.yml's uv_phrases, in their order)."""
     detail = shorten(uv_output)
-    if any(sign in text for sign in AUTH_SIGNS):
+    kind = uv_kind(uv_output)
+    if kind == "auth":
         # uv reports a 401 on the index as "not found" with a hint: the hint is the cause.
         return Failure(
             f"the index refused access without valid credentials (is {index.url} private?)",
             detail,
-            f"uv lock   (with {index.credentials} set in the environment)",
+            when=f"with {index.credentials} set in the environment",
         )
-    if "no solution found" in text or "unsatisfiable" in text:
-        if "not found in the package registry" in text or "was not found in the provided" in text:
-            return Failure(
-                f"a package is missing from an index (is torch served at {index.url}?)", detail
-            )
-        if "compatible wheels" in text:
-            return Failure(
-                "the dependencies cannot be satisfied: a package has no wheels for one of the "
-                "lock platforms (a conflict, not a network problem)",
-                detail,
-                "uv lock   (after removing that platform from environments and "
-                "required-environments in pyproject.toml, or with an index that has its wheels)",
-            )
+    if kind == "missing":
+        return Failure(
+            f"a package is missing from an index (is torch served at {index.url}?)", detail
+        )
+    if kind == "platform":
+        return Failure(
+            "the dependencies cannot be satisfied: a package has no wheels for one of the "
+            "lock platforms (a conflict, not a network problem)",
+            detail,
+            when="after removing that platform from environments and required-environments "
+            "in pyproject.toml, or with an index that has its wheels",
+        )
+    if kind == "conflict":
         return Failure(
             "the dependencies cannot be satisfied together (a conflict, not a network problem)",
             detail,
-            "uv lock   (after changing the conflicting requirement in pyproject.toml)",
+            when="after changing the conflicting requirement in pyproject.toml",
         )
-    if "no interpreter found" in text or ("no python" in text and "found" in text):
-        return Failure(
-            "uv found no Python interpreter that satisfies requires-python",
-            detail,
-            "uv python install   (then: uv lock)",
-        )
-    if "python-build-standalone" in text or "cpython-" in text and "failed to download" in text:
+    if kind == "python":
         # uv needs an interpreter for requires-python and could not fetch one: not the index.
         return Failure(
             "uv needs the project's Python to lock, found none installed, and could not "
             "download one",
             detail,
-            "uv python install   (or install that Python yourself; then: uv lock)",
+            next_step="uv python install && uv lock",
         )
-    if "permission denied" in text or "read-only file system" in text:
+    if kind == "permission":
         return Failure(
             "uv could not write a file (permission denied: is the project or uv's cache "
             "read-only?)",
             detail,
-            NOT_WRITABLE_NEXT,
+            when=NOT_WRITABLE_WHEN,
         )
-    if any(sign in text for sign in NETWORK_SIGNS):
+    if kind == "network":
         return Failure("a package index could not be reached or answered with an error", detail)
     return Failure("uv lock failed", detail)
 
@@ -266,115 +257,255 @@ def run_uv_lock(uv: str, project: Path, index: Index, timeout: float) -> Failure
     if result is None:
         return Failure(
             f"uv lock took longer than {timeout:g} s (a slow or stalled index?)",
-            next_step="uv lock   (or raise ML_TEMPLATE_LOCK_TIMEOUT)",
+            when="once the index is faster, or after you raise ML_TEMPLATE_LOCK_TIMEOUT",
         )
     if result.returncode != 0:
         return classify(result.stdout, index)
     return None
 
 
-def show_report(project: Path, uv: str) -> int:
-    """Print the project's own lock report; its exit status says whether the lock is CPU-only."""
-    report = project / "scripts" / "lock_report.py"
-    if not report.exists():
-        return 0
-    command = [uv, "run", "--script", str(report), "--project", str(project)]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    print(result.stdout, end="", flush=True)
-    if result.returncode not in (0, 1):
-        say("the lock report could not run:", shorten(result.stderr))
-    return result.returncode
+def conflicted_inputs(project: Path) -> list[str]:
+    return [name for name in INPUTS if has_conflict_markers(project / name)]
 
 
-def lock(project: Path, index: Index) -> Failure | None:
-    """Lock the project; returns the failure to report, if any."""
+def pending_rejects(project: Path) -> list[str]:
+    return [name for name in INPUTS if (project / f"{name}.rej").exists()]
+
+
+def ready_to_lock(project: Path) -> Failure | None:
+    """Whether the project can be locked now: its inputs whole and its lock writable."""
     pyproject, lockfile = project / "pyproject.toml", project / "uv.lock"
     if not pyproject.exists():
         return Failure(f"{pyproject} does not exist", next_step="copier recopy --trust")
     if not writable(project):
         # Checked first: locking takes minutes, and its result could not be saved.
-        return Failure(NOT_WRITABLE, next_step=NOT_WRITABLE_NEXT)
+        return Failure(NOT_WRITABLE, next_step="make lock", when=NOT_WRITABLE_WHEN)
     if has_conflict_markers(lockfile):
         # The lock is derived data: rebuild it from pyproject.toml rather than merge it. Removed
-        # before the pyproject.toml check, so no conflict marker survives in it even when that
-        # fails; on copy too, as `copier recopy` keeps the project's uv.lock.
+        # before the inputs' check, so no conflict marker survives in it even when that fails;
+        # on copy too, as `copier recopy` keeps the project's uv.lock.
         say("uv.lock had merge conflict markers; removing it, to rebuild it from pyproject.toml")
         lockfile.unlink()
-    if has_conflict_markers(pyproject):
+    conflicted = conflicted_inputs(project)
+    if conflicted:
+        names = ", ".join(conflicted)
         return Failure(
-            "pyproject.toml has merge conflict markers from the update; resolve them first",
-            next_step="uv lock   (after resolving the conflicts in pyproject.toml)",
+            f"{names} {'has' if len(conflicted) == 1 else 'have'} merge conflict markers from "
+            "the update; resolve them first",
+            next_step="make lock",
+            when=f"after resolving the conflicts in {names}",
         )
     # A lock made now would leave out the user's edits that wait in a .rej file.
-    for source, relock in (("pyproject.toml", "uv lock"), ("environment.yml", "make lock")):
-        if (project / f"{source}.rej").exists():
-            return Failure(
-                f"{source}.rej holds edits of yours that the update could not apply; "
-                f"apply them to {source} by hand and delete the .rej file first",
-                next_step=f"{relock}   (after applying {source}.rej and deleting it)",
-            )
-    uv = find_uv()
-    if uv is None:
+    rejected = pending_rejects(project)
+    if rejected:
+        names = ", ".join(f"{name}.rej" for name in rejected)
         return Failure(
-            f"uv is not on PATH (install it: {UV_INSTALL_URL})",
-            next_step="uv lock   (once uv is installed)",
-        )
-    timeout = lock_timeout()
-    guard = LockGuard(lockfile)
-    conda_failure = None
-    try:
-        conda_failure = conda_layer.lock_conda(project, uv, timeout)
-        if conda_failure is not None:
-            say(*conda_failure.lines())
-        say(f"locking against {index.url} with {uv} ...")
-        failure = run_uv_lock(uv, project, index, timeout)
-        if failure is None and not is_complete_lock(lockfile):
-            failure = Failure("uv lock finished but uv.lock is not a complete lock")
-    except KeyboardInterrupt:
-        # A second Ctrl-C must not stop the restore halfway.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        guard.restore()
-        return Failure("interrupted while locking")
-    except BaseException:
-        guard.restore()
-        raise
-    if failure is not None:
-        guard.restore()
-        return failure
-    report_status = show_report(project, uv)
-    if conda_failure is not None:  # the cause of any overlap the report found
-        return Failure(
-            conda_failure.summary(),
-            next_step=conda_failure.next_step,
-            lock_state=conda_layer.STALE_PINS,
-        )
-    if report_status == 1:
-        return Failure(
-            "the lock is not CPU-only, or both layers install a package (see the problems above)",
-            next_step="make lock && uv run --script scripts/lock_report.py"
-            "   (after fixing pyproject.toml or environment.yml)",
+            f"{names} holds edits of yours that the update could not apply; apply them by hand "
+            "and delete the .rej file first",
+            next_step="make lock",
+            when=f"after applying {names} and deleting it",
         )
     return None
 
 
+@dataclass
+class LockRun:
+    """One run of both locks and the report in a project that is ready to lock."""
+
+    project: Path
+    uv: str
+    index: Index
+    timeout: float
+    conda: conda_layer.CondaFailure | None = None
+    conda_locked: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def lock_layers(self) -> Failure | None:
+        """The conda layer, then uv.lock; uv.lock is put back as it was unless both finish."""
+        lockfile = self.project / "uv.lock"
+        guard = LockGuard(lockfile)
+        try:
+            self.conda = conda_layer.lock_conda(self.project, self.uv, self.timeout)
+            self.conda_locked = self.conda is None
+            if self.conda is not None:
+                say(*self.conda.lines())
+            say(f"locking against {self.index.url} with {self.uv} ...")
+            failure = run_uv_lock(self.uv, self.project, self.index, self.timeout)
+            if failure is None and not is_complete_lock(lockfile):
+                failure = Failure("uv lock finished but uv.lock is not a complete lock")
+        except KeyboardInterrupt:
+            # A second Ctrl-C must not stop the restore halfway.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            guard.restore()
+            where = "" if self.conda_locked else " the conda layer"
+            failure = Failure(f"interrupted while locking{where}")
+        except BaseException:
+            guard.restore()
+            raise
+        if failure is not None:
+            guard.restore()
+            return self.relocking_both(failure)
+        return None
+
+    def relocking_both(self, failure: Failure) -> Failure:
+        """Until the conda layer is locked, only `make lock` brings both locks up to date."""
+        if not self.conda_locked:
+            failure.next_step = failure.next_step.replace("uv lock", "make lock")
+        failure.conda_locked = self.conda_locked
+        return failure
+
+    def check_report(self) -> Failure | None:
+        """After a relock: the conda layer's failure if any, else what the report found."""
+        failure = self.report_finding()
+        if failure is not None:
+            failure.conda_locked = self.conda_locked
+        return failure
+
+    def report_finding(self) -> Failure | None:
+        written = "uv.lock is written"
+        report = show_report(self.project, self.uv)
+        if self.conda is not None:  # the cause of any overlap the report found
+            return Failure(
+                self.conda.summary(),
+                next_step=self.conda.next_step,
+                when=self.conda.when,
+                lock_state=conda_layer.STALE_PINS,
+                or_step=self.conda.or_step,
+                or_when=self.conda.or_when,
+            )
+        if report is None:
+            return Failure(
+                f"{REPORT} crashed, so whether uv.lock is CPU-only is unknown (see above)",
+                next_step=f"uv run --script {REPORT}",
+                when=f"after fixing {REPORT}",
+                lock_state=written,
+            )
+        if report["status"] == "problems":
+            return Failure(
+                "the lock is not CPU-only, or both layers install a package: "
+                + "; ".join(report.get("problems", [])),
+                next_step=f"make lock && uv run --script {REPORT}",
+                when="after fixing pyproject.toml or environment.yml",
+                lock_state=f"{written}, with the problems above",
+            )
+        if report["status"] == "error":
+            return Failure(
+                f"{REPORT} could not read the lock: {report.get('message', '')}",
+                next_step=f"uv run --script {REPORT}",
+                lock_state=written,
+            )
+        return None
+
+
+def show_report(project: Path, uv: str) -> dict | None:
+    """Print the project's own lock report; its JSON line, or None when it crashed."""
+    if not (project / REPORT).exists():
+        return {"status": "ok"}
+    command = [uv, "run", "--script", str(project / REPORT), "--project", str(project)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    print(result.stdout, end="", flush=True)
+    outcome = script_result(result.stderr, "lock_report")
+    if outcome is None:
+        say(f"{REPORT} crashed:", *(f"    {line}" for line in shorten(result.stderr).splitlines()))
+    elif outcome["status"] == "error":
+        say(*without_result(result.stderr).strip().splitlines())
+    return outcome
+
+
+def uv_missing() -> Failure:
+    return Failure(
+        f"uv is not on PATH (install it: {UV_INSTALL_URL})",
+        next_step="make lock",
+        when="once uv is installed",
+    )
+
+
+def lock(project: Path, index: Index) -> Failure | None:
+    """Lock the project: check it, lock both layers, then report; the first failure found."""
+    failure = ready_to_lock(project)
+    if failure is not None:
+        return failure
+    uv = find_uv()
+    if uv is None:
+        return uv_missing()
+    run = LockRun(project, uv, index, lock_timeout())
+    return run.lock_layers() or run.check_report()
+
+
+def project_state(project: Path, failure: Failure) -> str:
+    """One true sentence on what the project holds now."""
+    if failure.lock_state:
+        uv_state = failure.lock_state
+    else:
+        kept = (project / "uv.lock").exists()
+        uv_state = "uv.lock was left as it was" if kept else "uv.lock is absent"
+    if failure.conda_locked or not (project / conda_layer.SCRIPT).exists():
+        return f"Your project in {project} is kept and complete; {uv_state}."
+    if any(project.glob("conda-*.lock")):
+        return f"Your project in {project} is kept; its conda locks are not relocked; {uv_state}."
+    return f"Your project in {project} is kept, but has no conda lock yet; {uv_state}."
+
+
 def report_failure(project: Path, failure: Failure) -> None:
-    exists = (project / "uv.lock").exists()
-    state = failure.lock_state or ("uv.lock was left as it was" if exists else "uv.lock is absent")
     lines = [f"could not lock the project: {failure.reason}"]
     if failure.detail:
         lines += ["uv said:"] + [f"    {line}" for line in failure.detail.splitlines()]
-    lines += [
-        f"Your project in {project} is kept and complete; {state}.",
-        f"Next, run:  cd {project} && {failure.next_step}",
-    ]
-    say(*lines)
+    lines += [project_state(project, failure)]
+    say(*lines, f"Next, {failure.when}, run:" if failure.when else "Next, run:")
+    say_command(project, failure.next_step)
+    if failure.or_step:
+        say(f"Or, {failure.or_when}, run:" if failure.or_when else "Or run:")
+        say_command(project, failure.or_step)
 
 
 def report_success(project: Path, after_update: bool) -> None:
     if after_update:
-        say("uv.lock is up to date with pyproject.toml and CPU-only.")
+        say("uv.lock and the conda locks are up to date and CPU-only.")
     else:
         say(f"uv.lock is written and CPU-only: {project} is ready to build (make build).")
+
+
+def conflicts_left(project: Path) -> tuple[list[str], list[str]]:
+    """Files the update left in conflict: with markers (git's unmerged paths), and *.rej files."""
+    marked = set(conflicted_inputs(project))
+    try:
+        command = ["git", "diff", "--name-only", "--diff-filter=U"]
+        result = subprocess.run(
+            command, cwd=project, capture_output=True, text=True, check=False, timeout=60
+        )
+        if result.returncode == 0:
+            marked.update(result.stdout.split())
+    except (OSError, subprocess.TimeoutExpired):
+        pass  # no git: the inputs' own check above still holds
+    rejects = [
+        str(path.relative_to(project))
+        for path in sorted(project.rglob("*.rej"))
+        if ".git" not in path.relative_to(project).parts
+    ]
+    return sorted(marked), rejects
+
+
+def announce_conflicts(project: Path) -> None:
+    """What the update left to resolve by hand, if anything (Copier's message cannot know)."""
+    marked, rejects = conflicts_left(project)
+    if marked:
+        say(
+            "The update left conflict markers in:",
+            *(f"    {name}" for name in marked),
+            "Each conflict is a block of marker lines:",
+            "    <<<<<<< before updating",
+            "    (your lines)",
+            "    =======",
+            "    (the template's lines)",
+            "    >>>>>>> after updating",
+            "Keep what you need, delete the markers, then `git add` the file.",
+        )
+    if rejects:
+        say(
+            "Edits of yours that the update could not apply wait in:",
+            *(f"    {name}" for name in rejects),
+            "Apply each by hand, then delete it.",
+        )
 
 
 def announce_update() -> None:
@@ -388,16 +519,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", type=Path, default=Path.cwd(), help="project directory")
     parser.add_argument("--after-update", action="store_true", help="run as the update migration")
-    parser.add_argument("--index-url", default=Index.url, help="the CPU index's URL")
-    parser.add_argument(
-        "--index-credentials", default=Index.credentials, help="uv's variables for its credentials"
-    )
     args = parser.parse_args(argv)
     project = args.project.resolve()
     log_run(project, "update" if args.after_update else "copy")
     if args.after_update:
         announce_update()
-    failure = lock(project, Index(args.index_url, args.index_credentials))
+        announce_conflicts(project)
+    failure = lock(project, Index.of(project))
     if failure is None:
         report_success(project, args.after_update)
         return 0

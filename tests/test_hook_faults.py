@@ -21,6 +21,7 @@ import hashlib
 import importlib
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -86,13 +87,22 @@ def x86_only_mirror(tmp_path_factory) -> Iterator[str]:
 # --------------------------------------------------------------------------- the harness
 
 
-def hook_arguments(project: Path) -> list[str]:
-    """What copier.yml's task tells the hook about the project's index."""
-    url = yaml.safe_load((project / ".copier-answers.yml").read_text())["torch_index_url"]
-    return [
-        f"--index-url={url}",
-        f"--index-credentials={INDEX_ENV}_USERNAME and {INDEX_ENV}_PASSWORD",
-    ]
+PREFIX = f"[{CATALOGUE['contracts']['name']}]"
+
+
+def plain(output: str) -> str:
+    """The hook's words without its line prefix and line breaks, to find a phrase in."""
+    return " ".join(output.replace(PREFIX, " ").split())
+
+
+def said(phrase: str, output: str) -> bool:
+    """Whether the hook said `phrase`, however its lines were wrapped."""
+    return " ".join(phrase.split()) in plain(output)
+
+
+def command_line(project: Path, command: str) -> str:
+    """The next step as the hook prints it: a line of its own, to copy."""
+    return f"\n    cd {project} && {command}\n"
 
 
 def digest_tree(folder: Path) -> dict[str, str]:
@@ -181,7 +191,6 @@ class Case:
                 str(HOOK),
                 "--project",
                 str(self.project),
-                *hook_arguments(self.project),
             ],
             cwd=self.nest,
             env=self.env(**(env or {})),
@@ -216,17 +225,19 @@ class Case:
             return
         assert lock is None, f"uv.lock was left behind {where}"
         assert self.returncode == (1 if self.strict else 0), where
-        assert "could not lock the project: " in self.output, where
-        assert CLASSES[kind] in self.output, where
+        assert said("could not lock the project: ", self.output), where
+        assert said(CLASSES[kind], self.output), where
         for other, phrase in CLASSES.items():
             if other != kind:
-                assert phrase not in self.output, f"{kind} reported as {other} {where}"
-        assert (
-            f"Your project in {self.project} is kept and complete; uv.lock is absent."
-            in self.output
+                assert not said(phrase, self.output), f"{kind} reported as {other} {where}"
+        # Before uv runs, the conda layer is locked; without uv it never was.
+        state = "kept, but has no conda lock yet" if kind == "no-uv" else "kept and complete"
+        assert said(
+            f"Your project in {self.project} is {state}; uv.lock is absent.", self.output
         ), where
-        next_step = "uv python install" if kind == "python" else "uv lock"
-        assert f"Next, run:  cd {self.project} && {next_step}" in self.output, where
+        next_step = {"python": "uv python install && uv lock", "no-uv": "make lock"}
+        assert command_line(self.project, next_step.get(kind, "uv lock")) in self.output, where
+        assert all(len(line) <= 80 for line in self.output.splitlines() if PREFIX in line), where
 
 
 def run_both(
@@ -288,7 +299,7 @@ def test_private_index_without_credentials(tmp_path, index_files):
         )
     for case in cases:
         case.check("auth")
-        assert "UV_INDEX_PYTORCH_CPU_USERNAME and UV_INDEX_PYTORCH_CPU_PASSWORD" in case.output
+        assert said(f"{INDEX_ENV}_USERNAME and {INDEX_ENV}_PASSWORD", case.output)
 
 
 @pytest.mark.parametrize(
@@ -305,7 +316,7 @@ def test_index_fault(tmp_path, index_files, fault, kind, uv_words):
         assert server.requests, "uv never asked the index"
     for case in cases:
         case.check(kind)
-        assert uv_words in case.output  # uv's own reason, passed on
+        assert said(uv_words, case.output)  # uv's own reason, passed on
 
 
 def test_index_slower_than_the_lock_timeout(tmp_path, index_files):
@@ -317,7 +328,7 @@ def test_index_slower_than_the_lock_timeout(tmp_path, index_files):
     assert elapsed < 60, "the hook did not stop uv at its timeout"
     for case in cases:
         case.check("timeout")
-        assert "raise ML_TEMPLATE_LOCK_TIMEOUT" in case.output
+        assert said("raise ML_TEMPLATE_LOCK_TIMEOUT", case.output)
 
 
 def test_unreachable_index(tmp_path):
@@ -334,7 +345,7 @@ def test_uv_missing(tmp_path, x86_only_mirror):
     assert shutil.which("uv", path=path) is None
     for case in run_both(tmp_path, probe_answers(x86_only_mirror), PATH=path, UV=None):
         case.check("no-uv")
-        assert "once uv is installed" in case.output
+        assert said("once uv is installed", case.output)
 
 
 def test_python_missing_and_not_downloadable(tmp_path, x86_only_mirror):
@@ -357,8 +368,8 @@ def test_unsatisfiable_platform(tmp_path, x86_only_mirror):
     answers = probe_answers(x86_only_mirror, lock_platforms=["linux/arm64"])
     for case in run_both(tmp_path, answers):
         case.check("conflict")
-        assert "compatible wheels" in case.output
-        assert "environments" in case.output  # the next step says what to change
+        assert said("compatible wheels", case.output)
+        assert said("environments", case.output)  # the next step says what to change
 
 
 @pytest.mark.parametrize("target", ["hook", "process-group"])
@@ -421,7 +432,7 @@ def test_read_only_project(tmp_path, x86_only_mirror):
             case.project.chmod(0o755)
     for case in cases:
         case.check("permission")
-        assert "as a user who may write to the project" in case.output
+        assert said("as a user who may write to the project", case.output)
 
 
 # --------------------------------------------------------------------------- through Copier
@@ -461,8 +472,8 @@ def test_copier_keeps_the_project_when_the_index_is_unreachable(tmp_path, monkey
     recorded = yaml.safe_load((destination / ".copier-answers.yml").read_text())
     assert {k: recorded[k] for k in answers} == answers
     assert sorted(p.name for p in (tmp_path / "nest").iterdir()) == ["project"]
-    assert CLASSES["network"] in output
-    assert f"Next, run:  cd {destination} && uv lock" in output
+    assert said(CLASSES["network"], output)
+    assert command_line(destination, "uv lock") in output
 
 
 @pytest.mark.parametrize("index", ["unreachable", "working"])
@@ -493,10 +504,13 @@ def test_copier_cli_messages_follow_the_lock_outcome(tmp_path, x86_only_mirror, 
     )
     assert result.returncode == 0, result.stderr
     if index == "unreachable":
-        assert CLASSES["network"] in result.stdout
-        assert "uv.lock is written" not in result.stdout
+        assert said(CLASSES["network"], result.stdout)
+        assert not said("uv.lock is written", result.stdout)
     else:
-        assert "uv.lock is written and CPU-only" in result.stdout
+        assert said("uv.lock is written and CPU-only", result.stdout)
+    # Copier echoes the task's command: it names no credential variable.
+    echoed = [line for line in result.stderr.splitlines() if "Running task" in line]
+    assert echoed and not any("UV_INDEX" in line or "credential" in line for line in echoed)
     message = result.stderr[result.stderr.index("Copier wrote") :]
     assert "ready" not in message and "docker build" not in message
     assert "uv sync" in message and "make test" in message and "README.md" in message
@@ -527,3 +541,26 @@ def test_a_restored_lock_keeps_its_permissions(tmp_path, monkeypatch):
 
     assert lock.read_text() == "version = 1\n"
     assert lock.stat().st_mode & 0o777 == 0o644
+
+
+def test_interrupted_during_the_conda_lock(tmp_path, x86_only_mirror):
+    """Ctrl-C while the conda channel stalls: no conda lock yet, so `make lock` is next, and the
+    project is not called complete (its constraint-dependencies are still empty)."""
+    with socket.socket() as channel:
+        # Listening but never accepting: the kernel takes the connection, nothing answers it.
+        channel.bind(("127.0.0.1", 0))
+        channel.listen(16)
+        url = f"http://127.0.0.1:{channel.getsockname()[1]}/channel"
+        case = Case.render(tmp_path, False, probe_answers(x86_only_mirror, conda_channel=url))
+        process = case.start(new_session=True, env={"ML_TEMPLATE_LOCK_TIMEOUT": "300"})
+        readable, _, _ = select.select([channel], [], [], 120)
+        assert readable, "the conda lock never reached the channel"
+        os.killpg(process.pid, signal.SIGINT)
+        case.wait(timeout=60)
+    assert "Traceback" not in case.output, case.output
+    assert without_conda_locks(digest_tree(case.project)) == case.files, case.output
+    assert not list(case.project.glob("conda-*.lock")) and not (case.project / "uv.lock").exists()
+    assert said("interrupted while locking the conda layer", case.output), case.output
+    assert not said("kept and complete", case.output), case.output
+    assert said("kept, but has no conda lock yet; uv.lock is absent.", case.output), case.output
+    assert command_line(case.project, "make lock") in case.output, case.output
