@@ -42,6 +42,7 @@ from tests.support.render import CATALOGUE, ROOT, answers_for, local_answers, re
 from tools import conda_facts
 
 HOOK = ROOT / "hooks" / "lock_project.py"
+PREFIX = f"[{CATALOGUE['contracts']['name']}]"
 UV_ENV = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
 PYPI_NAMES = CATALOGUE["conda"]["pypi_names"]
 AMD64 = "conda-linux-64.lock"
@@ -93,6 +94,21 @@ def conda_lock_script(project: Path, *args: str) -> subprocess.CompletedProcess:
         text=True,
         check=False,
     )
+
+
+def said(phrase: str, output: str) -> bool:
+    """Whether the hook said `phrase`, however it wrapped its lines."""
+    return " ".join(phrase.split()) in " ".join(output.replace(PREFIX, " ").split())
+
+
+def next_step(project: Path, command: str) -> str:
+    """The command the hook names, on a line of its own."""
+    return f"\n    cd {project} && {command}\n"
+
+
+def result_line(stderr: str) -> dict:
+    """The JSON line a generated script ends its stderr with."""
+    return json.loads(stderr.strip().splitlines()[-1])[CATALOGUE["contracts"]["name"]]
 
 
 def digest_tree(folder: Path) -> dict[str, str]:
@@ -264,6 +280,12 @@ def test_uv_lock_agrees_with_the_conda_lock(default_project, channel):
 def test_both_locks_are_fresh(default_project):
     check = conda_lock_script(default_project, "--check")
     assert check.returncode == 0, check.stderr
+    assert result_line(check.stderr) == {
+        "script": "conda_lock",
+        "status": "fresh",
+        "exit": 0,
+        "message": "",
+    }
     uv_check = subprocess.run(
         ["uv", "lock", "--check"],
         cwd=default_project,
@@ -435,10 +457,15 @@ def test_unreachable_channel_keeps_the_project_and_names_make_lock(tmp_path, mir
         output = result.stdout
         assert result.returncode == status, output
         assert_kept(project, before, output)
-        assert "could not lock the conda layer: the conda channel did not answer" in output
+        assert said("could not lock the conda layer: the conda channel did not answer", output)
         assert "Connection refused" in output or "connect" in output.lower()
-        assert "pins from the conda layer" in output
-        assert f"Next, run:  cd {project} && make lock" in output
+        assert said("pins from the conda layer", output)
+        # `make lock` alone cannot succeed while the channel is down: say what would.
+        assert said("Next, once the conda channel answers (check the network), run:", output)
+        assert next_step(project, "make lock") in output
+        assert next_step(project, "copier update --trust --defaults --data conda_channel=") in (
+            output.replace("<mirror URL>", "")
+        )
         assert not list(project.glob("conda-*.lock"))
         assert (project / "uv.lock").exists(), "uv.lock is locked anyway"
 
@@ -451,9 +478,9 @@ def test_unsatisfiable_spec_is_named_and_the_old_lock_kept(default_project, tmp_
     result = run_hook(project)
     assert result.returncode == 1
     assert_kept(project, before, result.stdout)
-    assert "environment.yml has no solution in the conda channel" in result.stdout
-    assert "`sympy=9.9.*` cannot be satisfied" in result.stdout
-    assert f"Next, run:  cd {project} && make lock" in result.stdout
+    assert said("environment.yml has no solution in the conda channel", result.stdout)
+    assert said("`sympy=9.9.*` cannot be satisfied", result.stdout)
+    assert next_step(project, "make lock") in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -475,8 +502,11 @@ def test_bad_input_is_named_and_changes_nothing(default_project, tmp_path, file,
     before = digest_tree(project)
     for args in ((), ("--check",)):
         result = conda_lock_script(project, *args)
-        assert result.returncode == 10, result.stderr
+        assert result.returncode == CATALOGUE["contracts"]["conda_lock"]["bad-input"]
         assert message in result.stderr and "Traceback" not in result.stderr
+        outcome = result_line(result.stderr)
+        assert outcome["status"] == "bad-input" and outcome["exit"] == result.returncode
+        assert message in outcome["message"]
     assert digest_tree(project) == before
 
 
@@ -497,10 +527,10 @@ def test_a_platform_the_channel_lacks_writes_no_lock_at_all(tmp_path, mirror_url
         result = run_hook(project)
     assert result.returncode == 1
     assert_kept(project, before, result.stdout)
-    assert "has no packages for one of the lock platforms" in result.stdout
-    assert "no packages for linux-aarch64" in result.stdout
+    assert said("has no packages for one of the lock platforms", result.stdout)
+    assert said("no packages for linux-aarch64", result.stdout)
     assert not list(project.glob("conda-*.lock")), "all platforms or none"
-    assert f"Next, run:  cd {project} && make lock" in result.stdout
+    assert next_step(project, "make lock") in result.stdout
 
 
 # --------------------------------------------------------------------------- copier update
@@ -589,3 +619,41 @@ def test_update_relocks_both_layers_and_keeps_user_edits(
     )
     assert uv_check.returncode == 0, uv_check.stderr
     assert_layers_agree(project, channel)
+
+
+def test_copy_output_fits_80_columns_with_the_default_answers(mirror_url, channel_url):
+    """What a user reads after `copier copy` with the default answers: the hook's lines and
+    Copier's closing message fit 80 columns, and the echoed task names no credential variable."""
+    answers_file = Path(tempfile.mkdtemp(prefix="mct-")) / "answers.yml"
+    answers_file.write_text(yaml.safe_dump(answers(mirror_url, channel_url)))
+    destination = answers_file.parent / "project"
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("copier")),
+            "copy",
+            "--trust",
+            "--defaults",
+            "--vcs-ref",
+            "HEAD",
+            "--data-file",
+            str(answers_file),
+            str(ROOT),
+            str(destination),
+        ],
+        env={**UV_ENV, "ML_TEMPLATE_STRICT": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        assert result.returncode == 0, result.stdout + result.stderr
+        # The test's mirror sits at a long temporary path; a user's index URL is shorter.
+        stdout = result.stdout.replace(mirror_url, "https://mirror.example/whl/cpu")
+        hook = [line for line in stdout.splitlines() if line.startswith(PREFIX)]
+        message = result.stderr[result.stderr.index("Copier wrote") :].splitlines()
+        assert hook and message
+        assert [line for line in hook + message if len(line) > 80] == []
+        echoed = [line for line in result.stderr.splitlines() if "Running task" in line]
+        assert echoed and not any("UV_INDEX" in line for line in echoed)
+    finally:
+        shutil.rmtree(answers_file.parent, ignore_errors=True)

@@ -257,7 +257,10 @@ def test_missing_lock_exits_2(tmp_path):
     assert result.returncode == 2
     assert result.stdout == ""
     assert "uv.lock" in result.stderr and "uv lock" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    # One line for people, then the result line for the lock hook.
+    message, last = result.stderr.strip().splitlines()
+    outcome = json.loads(last)[CATALOGUE["contracts"]["name"]]
+    assert outcome["status"] == "error" and outcome["exit"] == 2 and outcome["message"] in message
 
 
 def test_missing_pyproject_exits_2(tmp_path):
@@ -298,8 +301,20 @@ def test_missing_local_wheel_is_unknown_not_zero(synthetic_project):
     assert after["unknown_size"] == ["torch"]
     assert after["download_bytes"] == before["download_bytes"] - wheel_bytes
     result = run_script(project)
-    assert "unknown size" in result.stdout and "torch" in result.stdout
-    assert "MB+" in result.stdout  # the total is marked as a lower bound
+    assert "MB+" in result.stdout  # the total is marked as a lower bound, and says so:
+    assert "linux/amd64: + means at least; size unknown, not counted: torch" in result.stdout
+    # No conda lock here: the layers table cannot compare, and says so instead of "0".
+    row = next(line for line in result.stdout.splitlines() if "no conda lock" in line)
+    assert row.endswith("n/a") and "overlaps cannot be checked" in result.stdout
+    assert after["layers"]["compared"] is False
+    # The last stderr line is the report's result, for the lock hook.
+    outcome = json.loads(result.stderr.strip().splitlines()[-1])
+    assert outcome[CATALOGUE["contracts"]["name"]] == {
+        "script": "lock_report",
+        "status": "ok",
+        "exit": CATALOGUE["contracts"]["lock_report"]["ok"],
+        "problems": [],
+    }
 
 
 def test_forked_lock_follows_markers_extras_and_skips_dev(forked_project):
@@ -326,7 +341,8 @@ def test_a_bad_marker_is_exit_2_in_one_line(tmp_path):
     (project / "uv.lock").write_text('version = 1\n[[package]]\nname = "p7"\n')
     result = run_script(project)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1
+    # One line for people, then the result line for the lock hook.
+    assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 2
 
 
 # --------------------------------------------------------------------------- units

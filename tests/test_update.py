@@ -23,7 +23,7 @@ from copier import run_update
 
 from tests.support.compat import tomllib
 from tests.support.mirror import build_mirror
-from tests.support.render import ROOT
+from tests.support.render import CATALOGUE, ROOT
 from tests.support.updates import (
     GIT_ENV,
     MARKER,
@@ -42,12 +42,36 @@ from tests.support.updates import (
 )
 
 HOOK = ROOT / "hooks" / "lock_project.py"
+PREFIX = f"[{CATALOGUE['contracts']['name']}]"
 COPIER = Path(sys.executable).with_name("copier")
 # What v2.0.0 changes.
 NEW_UV_IMAGE = "ghcr.io/astral-sh/uv:9.9.9"
 DOCKERFILE_LINE = "# Added in template v2.0.0."
 NEW_FILE = "CONTRIBUTING.md"
 PYTEST_V1, PYTEST_V2 = '"pytest>=8",', '"pytest>=8.1",'
+
+
+def said(phrase: str, output: str) -> bool:
+    """Whether the hook said `phrase`, however it wrapped its lines."""
+    return " ".join(phrase.split()) in " ".join(output.replace(PREFIX, " ").split())
+
+
+def plain_from(output: str, phrase: str) -> str:
+    """The hook's words from `phrase` on, its line prefixes and breaks removed."""
+    text = " ".join(output.replace(PREFIX, " ").split())
+    return text[text.index(phrase) :]
+
+
+def next_step(project: Path, command: str) -> str:
+    """The command the hook names, on a line of its own."""
+    return f"\n    cd {project.resolve()} && {command}\n"
+
+
+def too_wide(text: str, *paths: Path) -> list[str]:
+    """Lines over 80 columns, with this run's long temporary paths as short as a user's."""
+    for path in paths:
+        text = text.replace(str(path.resolve()), "~/p").replace(str(path), "~/p")
+    return [line for line in text.splitlines() if len(line) > 80]
 
 
 def dev_specifiers(project: Path) -> dict[str, str]:
@@ -160,6 +184,12 @@ def test_update_through_the_cli(edited_v1, tmp_path):
     assert_clean_update(project, log)
     assert "template updated from v1.0.0 to v2.0.0" in result.stdout
     assert "CHANGELOG.md" in result.stderr
+    message = result.stderr[result.stderr.index("now follows") :]
+    hook = "\n".join(line for line in result.stdout.splitlines() if line.startswith(PREFIX))
+    assert too_wide(message + "\n" + hook, project, edited_v1.parent.parent) == []
+    # No conflict, so no word on conflict markers; the hook relocked, so no `make lock` to run.
+    assert "<<<<<<<" not in result.stdout + message and "make lock" not in message
+    assert said("uv.lock and the conda locks are up to date", result.stdout)
 
 
 def test_update_with_the_index_unreachable_keeps_the_old_lock(template_repo, tmp_path, capfd):
@@ -184,10 +214,10 @@ def test_update_with_the_index_unreachable_keeps_the_old_lock(template_repo, tmp
     assert lock_data(project)["package"]
     assert log_lines(tmp_path / "hook.log") == [f"update {project.resolve()}"]
     out, _ = capfd.readouterr()
-    failure = next(line for line in out.splitlines() if "could not lock the project" in line)
+    failure = plain_from(out, "could not lock the project:").split("Your project")[0]
     assert "index" in failure  # names the failure: torch's index is missing or unreachable
-    assert "uv.lock was left as it was" in out
-    assert f"Next, run:  cd {project.resolve()} && uv lock" in out
+    assert said("uv.lock was left as it was", out)
+    assert next_step(project, "uv lock") in out
     # Once the index is back, the command the message names brings the lock up to date.
     (tmp_path / "mirror" / "gone").rename(tmp_path / "mirror" / "simple")
     assert uv(project, "lock").returncode == 0
@@ -211,8 +241,13 @@ def test_pyproject_conflict_leaves_markers_there_and_none_in_the_lock(edited_v1,
     assert_release_arrived(project)
     assert log_lines(tmp_path / "hook.log") == [f"update {project.resolve()}"]
     out, _ = capfd.readouterr()
-    assert "pyproject.toml has merge conflict markers" in out
-    assert "uv lock   (after resolving the conflicts in pyproject.toml)" in out
+    assert said("pyproject.toml has merge conflict markers", out)
+    assert said("Next, after resolving the conflicts in pyproject.toml, run:", out)
+    assert next_step(project, "make lock") in out
+    # The hook, not Copier's message, names the conflicted files and explains the markers.
+    assert said("The update left conflict markers in: pyproject.toml", out)
+    assert f"{PREFIX}     <<<<<<< before updating\n" in out
+    assert f"{PREFIX}     >>>>>>> after updating\n" in out
 
     # Keep the user's side ("before updating"), as a user resolving the conflict would.
     resolved = re.sub(
@@ -243,9 +278,11 @@ def test_a_rejected_pyproject_hunk_stops_the_relock(edited_v1, tmp_path, capfd):
     assert dev_specifiers(project)["pytest"] == ">=8.2"  # still the user's lock
     assert log_lines(tmp_path / "hook.log") == [f"update {project.resolve()}"]
     out, err = capfd.readouterr()
-    assert "pyproject.toml.rej holds edits of yours" in out
-    assert "uv lock   (after applying pyproject.toml.rej and deleting it)" in out
-    assert "*.rej" in err
+    assert said("pyproject.toml.rej holds edits of yours", out)
+    assert said("Next, after applying pyproject.toml.rej and deleting it, run:", out)
+    assert next_step(project, "make lock") in out
+    assert said("could not apply wait in: pyproject.toml.rej", out)
+    assert "<<<<<<<" not in out + err
 
 
 def test_a_lock_committed_with_conflict_markers_is_rebuilt(edited_v1, tmp_path, capfd):
@@ -263,7 +300,7 @@ def test_a_lock_committed_with_conflict_markers_is_rebuilt(edited_v1, tmp_path, 
 
     update_api(project, tmp_path / "hook.log")
 
-    assert "uv.lock had merge conflict markers" in capfd.readouterr().out
+    assert said("uv.lock had merge conflict markers", capfd.readouterr().out)
     assert_clean_update(project, tmp_path / "hook.log")
 
 
@@ -283,5 +320,55 @@ def test_hook_removes_a_conflicted_lock_even_when_pyproject_is_conflicted(tmp_pa
     )
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / "uv.lock").exists()
-    assert "pyproject.toml has merge conflict markers" in result.stdout
-    assert "uv.lock is absent" in result.stdout
+    assert said("pyproject.toml has merge conflict markers", result.stdout)
+    assert said("uv.lock is absent", result.stdout)
+
+
+def run_hook_after_update(project: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(HOOK), "--project", str(project), "--after-update"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k != "ML_TEMPLATE_STRICT"},
+    )
+
+
+def test_conflict_markers_in_a_script_the_hook_runs_stop_the_relock(edited_v1, tmp_path):
+    """Markers left in scripts/lock_report.py (say, by an update after `ruff format`): the hook
+    names that file and relocks nothing, rather than run it and misread its SyntaxError."""
+    project = clone(edited_v1, tmp_path / "project")
+    report = project / "scripts" / "lock_report.py"
+    lines = report.read_text().splitlines(keepends=True)
+    report.write_text(
+        "".join(
+            [*lines[:5], "<<<<<<< before updating\n", "=======\n", ">>>>>>> after updating\n"]
+            + lines[5:]
+        )
+    )
+    before = (project / "uv.lock").read_bytes()
+
+    result = run_hook_after_update(project)
+
+    out = result.stdout
+    assert (project / "uv.lock").read_bytes() == before
+    assert said("scripts/lock_report.py has merge conflict markers", out), out
+    assert said("uv.lock was left as it was", out), out
+    assert next_step(project, "make lock") in out
+    assert not said("not CPU-only", out) and not said("problems above", out), out
+
+
+def test_a_crashing_report_is_not_a_finding(edited_v1, tmp_path):
+    """A report that dies (no JSON result line) is a crash, not "the lock is not CPU-only"."""
+    project = clone(edited_v1, tmp_path / "project")
+    report = project / "scripts" / "lock_report.py"
+    report.write_text(report.read_text() + "\ndef broken(:\n")
+
+    result = run_hook_after_update(project)
+
+    out = result.stdout
+    assert said("scripts/lock_report.py crashed", out), out
+    assert said("uv.lock is written", out) and not said("was left as it was", out), out
+    assert not said("not CPU-only", out), out
+    assert next_step(project, "uv run --script scripts/lock_report.py") in out
+    assert_lock_follows(project)
