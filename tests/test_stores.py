@@ -76,6 +76,8 @@ def assert_generated_tests_pass(project: Path) -> None:
     result = run(project, "uv", "run", "--locked", "pytest", "-q", "-p", "no:cacheprovider")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "failed" not in result.stdout
+    # A fresh project's `make test` is quiet: no pytest deprecation from a plugin it never uses.
+    assert "PytestRemovedIn10Warning" not in result.stdout + result.stderr, result.stdout[-3000:]
 
 
 def assert_types_check(project: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tests.support.render import ROOT, answers_for, render
+from tests.support.render import CATALOGUE, ROOT, answers_for, render
 
 # Columns of the terminal the questions are checked against.
 WIDTH = 80
@@ -16,19 +16,24 @@ REFUSALS = [
     ("project_slug", "My_Service", "use a-z, 0-9 and single hyphens"),
     ("project_slug", "-svc", "use a-z, 0-9 and single hyphens"),
     ("project_slug", "a" * 49, "must be at most 48 characters"),
-    ("package_name", "2fast", "use a-z, 0-9 and _, from a-z"),
-    ("package_name", "my-pkg", "use a-z, 0-9 and _, from a-z"),
+    ("package_name", "2fast", "must be a lowercase identifier"),
+    ("package_name", "my-pkg", "must be a lowercase identifier"),
     ("package_name", "class", "must not be a Python keyword"),
     ("package_name", "json", "must not shadow a stdlib module"),
-    ("package_name", "torch", "must not shadow a library"),
-    ("package_name", "chromadb", "must not shadow a library"),
+    ("package_name", "torch", "must not shadow torch"),
+    ("package_name", "chromadb", "must not shadow chromadb"),
+    ("package_name", "sklearn", "must not shadow scikit-learn"),
+    ("package_name", "sentence_transformers", "must not shadow a library"),
     ("package_name", "a" * 33, "must be at most 32 characters"),
     ("torch_index_url", "ftp://mirror/simple", "must be http(s):// or file:///"),
-    ("torch_index_url", "https://host/a b", "must be http(s):// or file:///"),
+    ("torch_index_url", "https://host/a b", "must not contain spaces"),
+    ("torch_index_url", "https://host/simple ", "must not contain spaces"),
     ("torch_index_url", 'https://host/"x"', "must not hold quotes $ # \\ or `"),
     ("torch_index_url", "https://user:token@host/simple", "must not hold credentials"),
     ("conda_channel", "file:///srv/channel", "must not be a file:// URL"),
-    ("conda_channel", "conda forge", "must be a name or http(s):// URL"),
+    ("conda_channel", "conda forge", "must not contain spaces"),
+    ("conda_channel", "https://host/a b", "must not contain spaces"),
+    ("conda_channel", "conda_forge!", "must be a name or http(s):// URL"),
     ("lock_platforms", [], "must name at least one platform"),
 ]
 
@@ -43,6 +48,29 @@ def test_bad_answer_is_refused_by_name_with_the_rule_first(tmp_path, question, v
     assert first == f"Validation error for question '{question}': {rule}"
     assert all(len(line) <= WIDTH for line in [first, *details]), str(refused.value)
     assert not destination.exists()
+
+
+# Each library's import name, and the library as the project's dependencies name it.
+LIBRARY_IMPORTS = {
+    entry["import"]: entry["pypi"]
+    for entry in [*CATALOGUE["libraries"].values(), *CATALOGUE["stores"].values()]
+    if "import" in entry
+}
+
+
+@pytest.mark.parametrize(("module", "library"), sorted(LIBRARY_IMPORTS.items()))
+def test_a_library_import_name_is_refused_naming_the_library(tmp_path, module, library):
+    """The rule names the library where it fits the terminal; the next line always does."""
+    with pytest.raises(ValueError, match="question 'package_name'") as refused:
+        render(tmp_path / "project", answers_for("default", package_name=module))
+    first, second, *rest = str(refused.value).splitlines()
+    named = f"Validation error for question 'package_name': must not shadow {library}"
+    if len(named) <= WIDTH:
+        assert first == named
+    else:
+        assert first.endswith(": must not shadow a library")
+    assert second == f'"{module}" is the import name of {library},'
+    assert all(len(line) <= WIDTH for line in [first, second, *rest])
 
 
 def test_every_help_and_choice_fits_the_terminal():

@@ -1,0 +1,45 @@
+"""The generated Makefile, read by make itself: what each target would run (`make -n`)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support.render import answers_for, render
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """The default project, rendered without its lock task."""
+    return render(tmp_path_factory.mktemp("makefile") / "project", answers_for("default"))
+
+
+def dry_run(project: Path, *args: str) -> list[list[str]]:
+    """The commands `make -n` prints, each split into words."""
+    result = subprocess.run(
+        ["make", "-n", *args], cwd=project, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return [line.split() for line in result.stdout.splitlines()]
+
+
+def test_build_passes_build_args_to_docker_build(project):
+    lines = dry_run(project, "build", "BUILD_ARGS=--network=host --platform linux/arm64")
+    assert lines == [
+        "time docker build --network=host --platform linux/arm64 -t test-service .".split()
+    ]
+
+
+def test_build_without_build_args_runs_plain_docker_build(project):
+    assert dry_run(project, "build") == ["time docker build -t test-service .".split()]
+
+
+def test_build_args_are_documented_in_the_help_comment(project):
+    makefile = (project / "Makefile").read_text(encoding="utf-8")
+    build = next(line for line in makefile.splitlines() if line.startswith("build:"))
+    assert "BUILD_ARGS" in build.split("##", 1)[1]
