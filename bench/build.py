@@ -1,15 +1,23 @@
-"""Benchmark the image build: the seed's "before" against the generated defaults, side by side.
+"""Benchmark the image build: the seed's "before", uv's guide, the generated defaults, the floor.
 
 Run on demand from the repository root, with a Docker engine (`bash .ci/docker-engine start`):
 
     uv run python -m bench.build [--rebuilds 3] [--throttle]
 
-Both builds run in this process, on the same engine, through one loopback proxy that counts the
-bytes each downloads: PyPI through CONNECT, and the local CPU index and conda channel over
-loopback http. Each cold build starts with an empty build cache (`docker builder prune -af`,
-which also empties the cache mounts) and no image of its own. Base images are the image tests'
-local stand-ins, built before any timing. Prints Markdown tables, PASS/FAIL per target, each
-build's slowest steps, and ends with one line `BENCH {json}`.
+One run, one engine, one loopback proxy that counts the bytes each build downloads (PyPI
+through CONNECT; the local CPU index and conda channel over loopback http). Variants:
+- "before": the seed guide's single-stage `pip install` on a python image;
+- the seed guide's "after", as written: its `[tool.uv]` snippet is locked in a throwaway project
+  (no image): uv refuses it, and its message is recorded;
+- uv guide: a Dockerfile written from uv's Docker and PyTorch guides (multi-stage, the python
+  base, an explicit CPU index, `uv sync --locked` with cache mounts, `--no-dev`, a non-root user);
+- the generated defaults, with torch from conda (`torch_installer=conda`) and from uv (`=uv`);
+- the floor: the python base plus the installed bytes of the uv guide's locked set, no image;
+  its time is those wheels' bytes at the link rate plus a measured install from a warm uv cache.
+Each cold build starts with an empty build cache (`docker builder prune -af`, which also empties
+the cache mounts) and no image of its own. Base images are local stand-ins, built before any
+timing, so sizes are compared above each variant's base. Prints Markdown tables, met/missed per
+target, each build's slowest steps, and ends with one line `BENCH {json}`.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import os
 import platform
 import re
 import shutil
+import stat
 import statistics
 import subprocess
 import sys
@@ -32,15 +41,19 @@ from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from bench import counting_proxy
+import yaml
+
+from bench import counting_proxy, footprint
 from bench.footprint import output_to  # fds 1 and 2 into a log, as the hook writes
 from tests.support import conda_channel
 from tests.support import docker as engine
 from tests.support.cache import cache_root
+from tests.support.compat import tomllib
 from tests.support.images import base_images as standins
 from tests.support.index_server import IndexFiles, IndexServer
+from tests.support.locks import uv_lock
 from tests.support.mirror import build_mirror
-from tests.support.render import render
+from tests.support.render import CATALOGUE, render
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = cache_root() / "bench"
@@ -49,7 +62,11 @@ LINK_MBIT = 100
 COLD_ATTEMPTS = 3
 LOGS = CACHE / "logs"
 BUILT: set[str] = set()  # ids of every image this run built
-BEFORE_TAG, GENERATED_TAG = "mlct-bench/before:latest", "mlct-bench/generated:latest"
+BEFORE_TAG, UV_GUIDE_TAG = "mlct-bench/before:latest", "mlct-bench/uv-guide:latest"
+GENERATED_TAGS = {
+    "conda": "mlct-bench/generated-conda:latest",
+    "uv": "mlct-bench/generated-uv:latest",
+}
 # A local stand-in for the official python image, under its own name so it never hides one.
 PYTHON_STANDIN = "mlct-stand-in/python:3.11-slim"
 SEED_INSTALL = "pip install --no-cache-dir torch sentence-transformers chromadb"
@@ -155,42 +172,182 @@ def seconds_text(value: float) -> str:
     return f"{value:,.1f} s" if value < 10 else f"{value:,.0f} s"
 
 
+VARIANTS = (  # key in the results, column heading
+    ("before", '"before"'),
+    ("uv_guide", "uv guide"),
+    ("generated_conda", "generated, conda"),
+    ("generated_uv", "generated, uv"),
+    ("floor", "floor"),
+)
 ROWS = (  # label, key, how a value is shown
+    ("base image (local stand-in)", "base_bytes", human_bytes),
     ("cold build, as measured", "cold_seconds", seconds_text),
     ("cold build at {link}", "link_seconds", seconds_text),
     ("downloaded", "bytes_down", human_bytes),
     ("image size", "image_bytes", human_bytes),
+    ("added above its base", "above_base_bytes", human_bytes),
     ("source-only rebuild", "rebuild_seconds", seconds_text),
+    ("rebuild / cold build", "rebuild_share", lambda value: f"{value:.1%}"),
+    ("`docker run` to the doctor passing", "doctor_seconds", seconds_text),
+    ("`docker run` to the three imports", "import_seconds", seconds_text),
 )
+RATIOS = (  # label, key, the variant divided into it
+    ("added above its base / the uv guide's", "above_base_bytes", "uv_guide"),
+    ("added above its base / the floor's", "above_base_bytes", "floor"),
+    ("cold build at {link} / the uv guide's", "link_seconds", "uv_guide"),
+    ("cold build at {link} / the floor's", "link_seconds", "floor"),
+    ("downloaded / the floor's", "bytes_down", "floor"),
+)
+IMAGE_SIZE_TARGETS = (1.05, 1.15)  # x the uv guide's, x the floor's: added above the base
+LINK_TARGET = 1.05  # x the uv guide's cold build at the link rate
+REBUILD_SHARE = 0.05  # source-only rebuild / cold build
 
 
-def results_table(before: dict, generated: dict, link: str) -> str:
-    """Markdown: one row per figure, both builds, and "before" divided by generated."""
-    lines = ['| | "before" | generated | "before" / generated |', "|---|--:|--:|--:|"]
+def above_base(image_bytes: int, base_bytes: int) -> int:
+    """What a Dockerfile adds to its base: the image's size minus the base image's."""
+    if image_bytes < base_bytes:
+        raise ValueError(f"an image of {image_bytes} bytes is smaller than its base ({base_bytes})")
+    return image_bytes - base_bytes
+
+
+def with_derived(result: dict) -> dict:
+    """A variant's figures plus the ones computed from them: above base, rebuild share."""
+    derived = dict(result)
+    if result.get("image_bytes") is not None and result.get("base_bytes") is not None:
+        derived["above_base_bytes"] = above_base(result["image_bytes"], result["base_bytes"])
+    if result.get("rebuild_seconds") is not None and result.get("cold_seconds"):
+        derived["rebuild_share"] = result["rebuild_seconds"] / result["cold_seconds"]
+    return derived
+
+
+def floor_figures(
+    base_bytes: int,
+    installed_bytes: int,
+    bytes_down: int,
+    cold_seconds: float,
+    warm_install_seconds: float,
+    rate: float,
+) -> dict:
+    """The floor: the base plus the installed runtime set, and the least time that set takes.
+
+    That time is its wheels' bytes at the link rate plus an install of the same wheels from a
+    warm local uv cache; as measured, it is the same install from an empty cache.
+    """
+    return {
+        "base_bytes": base_bytes,
+        "image_bytes": base_bytes + installed_bytes,
+        "bytes_down": bytes_down,
+        "cold_seconds": cold_seconds,
+        "link_seconds": bytes_down / rate + warm_install_seconds,
+        "warm_install_seconds": warm_install_seconds,
+    }
+
+
+def ratio(results: dict, key: str, variant: str, against: str) -> float | None:
+    mine, theirs = results.get(variant, {}).get(key), results.get(against, {}).get(key)
+    if mine is None or not theirs:
+        return None
+    return mine / theirs
+
+
+def cell(value, show) -> str:
+    return "-" if value is None else show(value)
+
+
+def results_table(results: dict, link: str) -> str:
+    """Markdown: one row per figure, one column per variant measured; "-" where none applies."""
+    shown = [(key, heading) for key, heading in VARIANTS if key in results]
+    lines = [
+        "| | " + " | ".join(heading for _, heading in shown) + " |",
+        "|---|" + "--:|" * len(shown),
+    ]
     for label, key, show in ROWS:
-        ratio = before[key] / generated[key] if generated[key] else float("nan")
-        lines.append(
-            f"| {label.format(link=link)} | {show(before[key])} | "
-            f"{show(generated[key])} | {ratio:.1f}x |"
-        )
+        cells = [cell(results[variant].get(key), show) for variant, _ in shown]
+        lines.append(f"| {label.format(link=link)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def verdicts(before: dict, generated: dict, link: str) -> list[tuple[bool, str]]:
-    """(passed, line) for each of the build's targets."""
-    smaller = before["image_bytes"] / generated["image_bytes"]
-    faster = before["link_seconds"] / generated["link_seconds"]
-    share = generated["rebuild_seconds"] / generated["cold_seconds"]
-    return [
-        (smaller >= 4, f'image at most 1/4 of "before"  ({smaller:.1f}x smaller)'),
-        (faster >= 4, f"cold build at least 4x faster at {link}  ({faster:.1f}x)"),
-        (
-            share <= 0.1,
-            "source-only rebuild at most 1/10 of the generated cold build  "
-            f"({seconds_text(generated['rebuild_seconds'])} / "
-            f"{seconds_text(generated['cold_seconds'])} = {share:.1%})",
-        ),
+def ratios_table(results: dict, link: str) -> str:
+    """Markdown: each built variant's figures divided by the uv guide's and by the floor's."""
+    shown = [(key, heading) for key, heading in VARIANTS if key in results and key != "floor"]
+    lines = [
+        "| | " + " | ".join(heading for _, heading in shown) + " |",
+        "|---|" + "--:|" * len(shown),
     ]
+    for label, key, against in RATIOS:
+        cells = [
+            cell(ratio(results, key, variant, against), lambda value: f"{value:.2f}x")
+            for variant, _ in shown
+        ]
+        lines.append(f"| {label.format(link=link)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def verdicts(results: dict, link: str) -> list[tuple[bool | None, str]]:
+    """(met, line) per target, on what each Dockerfile adds above its base; None: not measured."""
+    lines: list[tuple[bool | None, str]] = []
+    size_peer, size_floor = IMAGE_SIZE_TARGETS
+
+    def judge(value: float | None, limit: float, text: str) -> None:
+        shown = "not measured" if value is None else f"{value:.2f}x"
+        lines.append((None if value is None else value <= limit, f"{text}  ({shown})"))
+
+    judge(
+        ratio(results, "above_base_bytes", "generated_uv", "uv_guide"),
+        size_peer,
+        f"generated (uv installer) adds <= {size_peer}x what the uv guide adds to its base",
+    )
+    judge(
+        ratio(results, "link_seconds", "generated_uv", "uv_guide"),
+        LINK_TARGET,
+        f"generated (uv installer) cold build at {link} <= {LINK_TARGET}x the uv guide's",
+    )
+    for variant, installer in (("generated_conda", "conda"), ("generated_uv", "uv")):
+        judge(
+            ratio(results, "above_base_bytes", variant, "floor"),
+            size_floor,
+            f"generated ({installer} installer) adds <= {size_floor}x the floor's installed bytes",
+        )
+    for variant, heading in VARIANTS:
+        share = results.get(variant, {}).get("rebuild_share")
+        if variant.startswith("generated"):
+            text = f"{heading}: source-only rebuild <= {REBUILD_SHARE:.0%} of its cold build"
+            if share is None:
+                lines.append((None, f"{text}  (not measured)"))
+            else:
+                lines.append(
+                    (
+                        share <= REBUILD_SHARE,
+                        f"{text}  ({seconds_text(results[variant]['rebuild_seconds'])} / "
+                        f"{seconds_text(results[variant]['cold_seconds'])} = {share:.1%})",
+                    )
+                )
+    return lines
+
+
+def verdict_word(met: bool | None) -> str:
+    return {True: "MET", False: "MISSED", None: "NOT MEASURED"}[met]
+
+
+def recorded_sizes(facts: object, names: set[str]) -> dict[str, int]:
+    """Sizes a facts file records for the named packages: every mapping with a name and a size.
+
+    facts/conda-forge.yml records recipes (versions, builds, depends), read from feedstocks; a
+    package's size is only known from a channel's repodata, so it is usually empty.
+    """
+    found: dict[str, int] = {}
+    if isinstance(facts, dict):
+        name, size = facts.get("name"), facts.get("size")
+        if name in names and isinstance(size, int):
+            found[name] = found.get(name, 0) + size
+        for value in facts.values():
+            for key, count in recorded_sizes(value, names).items():
+                found[key] = found.get(key, 0) + count
+    elif isinstance(facts, list):
+        for value in facts:
+            for key, count in recorded_sizes(value, names).items():
+                found[key] = found.get(key, 0) + count
+    return found
 
 
 def step_label(name: str, width: int = 80) -> str:
@@ -281,12 +438,36 @@ def source_edit(path: Path, count: int) -> None:
 
 @dataclass
 class Side:
+    key: str  # as in VARIANTS
     label: str
     tag: str
     context: Path
     source: Path  # the file a source-only edit touches
+    base: str  # the image its final stage starts FROM
+    doctor: tuple[str, ...] = ()  # the command that runs its doctor, when it has one
     channel_host: str = ""  # the conda channel's host:port, when the build uses one
     conda_bytes: int = 0  # what a cold conda step downloads from it
+
+
+IMPORTS = ("python", "-c", "import torch, sentence_transformers, chromadb")
+STARTS = 3  # `docker run`s per command; the median is reported
+
+
+def startup_seconds(tag: str, command: tuple[str, ...]) -> float | None:
+    """Median wall time from `docker run` to the command's exit 0; None when it fails."""
+    times = []
+    for _ in range(STARTS):
+        started = time.monotonic()
+        result = engine.run(tag, *command)
+        if result.returncode:
+            print(
+                f"{tag}: {' '.join(command)} failed:\n{(result.stdout + result.stderr)[-2000:]}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return None
+        times.append(time.monotonic() - started)
+    return statistics.median(times)
 
 
 def measure(
@@ -310,7 +491,7 @@ def measure(
             continue
         traffic = proxy.reset()
         LOGS.mkdir(parents=True, exist_ok=True)
-        (LOGS / f"{side.tag.split('/')[1].split(':')[0]}-cold.log").write_text(cold.log)
+        (LOGS / f"{side.key}-cold.log").write_text(cold.log)
         warm = warm_installs(cold.log)
         from_channel = traffic.down.get(side.channel_host, 0)
         if from_channel < side.conda_bytes:
@@ -338,7 +519,12 @@ def measure(
         flush=True,
     )
     busy = traffic.busy_seconds
+    print(f"{side.label}: timing docker run ...", file=sys.stderr, flush=True)
     return {
+        "base": side.base,
+        "base_bytes": image_bytes(side.base),
+        "doctor_seconds": startup_seconds(side.tag, side.doctor) if side.doctor else None,
+        "import_seconds": startup_seconds(side.tag, IMPORTS),
         "cold_seconds": cold.seconds,
         "link_seconds": cold.seconds
         if throttled
@@ -359,7 +545,7 @@ def measure(
     }
 
 
-# ---------------------------------------------------------------------------- the two sides
+# ---------------------------------------------------------------------------- the variants
 
 PYTHON_STANDIN_DOCKERFILE = """\
 # STAND-IN for the official python image (ml-container-template's build benchmark): Debian
@@ -444,13 +630,20 @@ def before_side(folder: Path) -> Side:
     source = folder / "app" / "__main__.py"
     source.parent.mkdir()
     source.write_text("import torch\n\nprint(torch.__version__)\n", encoding="utf-8")
-    return Side('"before"', BEFORE_TAG, folder, source)
+    return Side("before", '"before"', BEFORE_TAG, folder, source, PYTHON_STANDIN)
 
 
-def generated_side(folder: Path, index_url: str, channel_url: str, channel: Path) -> Side:
+def generated_side(
+    folder: Path, installer: str, index_url: str, channel_url: str, channel: Path
+) -> Side:
     """The template's defaults from this worktree at HEAD, locked by the hook as a user's are."""
-    answers = {**GENERATED_ANSWERS, "torch_index_url": index_url, "conda_channel": channel_url}
-    log = folder.with_name("render.log")
+    answers = {
+        **GENERATED_ANSWERS,
+        "torch_installer": installer,
+        "torch_index_url": index_url,
+        "conda_channel": channel_url,
+    }
+    log = folder.with_name(f"render-{installer}.log")
     folder.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(), output_to(log):
         warnings.simplefilter("ignore")  # DirtyLocalWarning: uncommitted edits are meant
@@ -462,16 +655,203 @@ def generated_side(folder: Path, index_url: str, channel_url: str, channel: Path
     package = next(path for path in (project / "src").iterdir() if path.is_dir())
     lock = (project / "conda-linux-64.lock").read_text(encoding="utf-8")
     return Side(
-        "generated",
-        GENERATED_TAG,
+        f"generated_{installer}",
+        f"generated, {installer}",
+        GENERATED_TAGS[installer],
         project,
         package / "__init__.py",
+        CATALOGUE["images"]["micromamba"],
+        ("python", "-m", package.name, "doctor"),
         urlparse(channel_url).netloc,
         explicit_lock_bytes(lock, channel_url, channel),
     )
 
 
+def dependencies(project: Path) -> list[str]:
+    with open(project / "pyproject.toml", "rb") as handle:
+        return tomllib.load(handle)["project"]["dependencies"]
+
+
+AMD64 = "sys_platform == 'linux' and platform_machine == 'x86_64'"
+
+
+def uv_guide_pyproject(deps: list[str], index_url: str, build_requires: list[str]) -> str:
+    """uv's PyTorch guide: an explicit CPU index, torch routed to it, for the image's platform."""
+    listed = "".join(f'    "{dep}",\n' for dep in deps)
+    return (
+        '[project]\nname = "peer-app"\nversion = "0.1.0"\nrequires-python = "==3.11.*"\n'
+        f"dependencies = [\n{listed}]\n\n"
+        f"[build-system]\nrequires = {json.dumps(build_requires)}\n"
+        'build-backend = "uv_build"\n\n'
+        f'[tool.uv]\nenvironments = ["{AMD64}"]\n\n'
+        f'[[tool.uv.index]]\nname = "pytorch-cpu"\nurl = "{index_url}"\nexplicit = true\n\n'
+        '[tool.uv.sources]\ntorch = { index = "pytorch-cpu" }\n'
+    )
+
+
+def uv_guide_dockerfile(python_image: str, uv_image: str) -> str:
+    """uv's Docker guide, multi-stage: its example's steps, on the same bases as the others.
+
+    One change from that example: bytecode compilation follows the template's default (off,
+    `--build-arg UV_COMPILE_BYTECODE=1` turns it on), so both images hold the same files.
+    """
+    return f"""\
+FROM {python_image} AS builder
+COPY --from={uv_image} /uv /uvx /bin/
+ARG UV_COMPILE_BYTECODE=0
+ENV UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=0
+WORKDIR /app
+RUN --mount=type=cache,target=/root/.cache/uv \\
+    --mount=type=bind,source=uv.lock,target=uv.lock \\
+    --mount=type=bind,source=pyproject.toml,target=pyproject.toml \\
+    uv sync --locked --no-install-project --no-dev
+COPY . /app
+RUN --mount=type=cache,target=/root/.cache/uv \\
+    uv sync --locked --no-dev --no-editable
+
+FROM {python_image}
+RUN groupadd --system --gid 999 nonroot \\
+    && useradd --system --gid 999 --uid 999 --create-home nonroot
+COPY --from=builder --chown=nonroot:nonroot /app/.venv /app/.venv
+ENV PATH="/app/.venv/bin:$PATH"
+USER nonroot
+WORKDIR /app
+CMD ["python", "-m", "peer_app"]
+"""
+
+
+def uv_guide_side(folder: Path, generated: Path, index_url: str) -> Side:
+    """The uv-guide peer: the generated defaults' dependencies, locked by uv on this host."""
+    with open(generated / "pyproject.toml", "rb") as handle:
+        build_requires = tomllib.load(handle)["build-system"]["requires"]
+    folder.mkdir(parents=True)
+    (folder / "pyproject.toml").write_text(
+        uv_guide_pyproject(dependencies(generated), index_url, build_requires), encoding="utf-8"
+    )
+    (folder / "README.md").write_text("uv guide peer\n", encoding="utf-8")
+    package = folder / "src" / "peer_app"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("", encoding="utf-8")
+    (package / "__main__.py").write_text(
+        "import torch\n\nprint(torch.__version__)\n", encoding="utf-8"
+    )
+    (folder / ".dockerignore").write_text(".venv\n", encoding="utf-8")
+    (folder / "Dockerfile").write_text(
+        uv_guide_dockerfile(python_standin(), CATALOGUE["images"]["uv"]),
+        encoding="utf-8",
+    )
+    locked = uv_lock(folder)
+    if locked.returncode:
+        sys.exit(f"uv lock of the uv-guide peer failed:\n{locked.stdout}{locked.stderr}")
+    return Side(
+        "uv_guide", "uv guide", UV_GUIDE_TAG, folder, package / "__init__.py", PYTHON_STANDIN
+    )
+
+
+def guide_after(folder: Path, deps: list[str]) -> dict:
+    """The seed guide's "after" as written: its [tool.uv] snippet, verbatim, on the same deps."""
+    project = footprint.throwaway(folder, deps, footprint.GUIDE_UV)
+    result = uv_lock(project)
+    output = result.stdout + result.stderr
+    if result.returncode:
+        return {"locked": False, "message": footprint.uv_message(output)}
+    return {"locked": True, "message": "uv locked it"}
+
+
+def tree_bytes(folder: Path) -> int:
+    """Bytes of the regular files under `folder` (links counted once, symlinks not at all)."""
+    seen: set[int] = set()
+    total = 0
+    for path in folder.rglob("*"):
+        info = path.lstat()
+        if stat.S_ISREG(info.st_mode) and info.st_ino not in seen:
+            seen.add(info.st_ino)
+            total += info.st_size
+    return total
+
+
+def floor_install(project: Path, venv: Path, cache: Path, proxy_url: str) -> float:
+    """`uv sync` of the locked set (no project, no dev) into `venv`; its wall time."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key.lower() not in ("no_proxy", "http_proxy", "https_proxy", "all_proxy")
+    }
+    env.update(
+        HTTPS_PROXY=proxy_url,
+        HTTP_PROXY=proxy_url,
+        UV_CACHE_DIR=str(cache),
+        UV_PROJECT_ENVIRONMENT=str(venv),
+        UV_LINK_MODE="copy",  # as from a cache mount in a build
+        UV_COMPILE_BYTECODE="0",
+        UV_PYTHON_DOWNLOADS="never",
+    )
+    uv = shutil.which("uv") or "uv"
+    started = time.monotonic()
+    result = subprocess.run(
+        [uv, "sync", "--locked", "--no-dev", "--no-install-project"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    seconds = time.monotonic() - started
+    if result.returncode:
+        sys.exit(f"the floor's install failed:\n{result.stdout}{result.stderr}")
+    return seconds
+
+
+def measure_floor(project: Path, work: Path, proxy, rate: float, hosts: dict[str, str]) -> dict:
+    """The uv guide's locked set, installed on this host: once from an empty cache, through the
+    proxy (the bytes), then again into a fresh environment from that warm cache (the time)."""
+    print("floor: installing the locked set from an empty uv cache ...", file=sys.stderr)
+    cache = work / "floor-cache"
+    proxy.reset()
+    cold = floor_install(project, work / "floor-cold", cache, proxy.url)
+    traffic = proxy.reset()
+    warm = floor_install(project, work / "floor-warm", cache, proxy.url)
+    installed = tree_bytes(work / "floor-warm")
+    print(f"floor: cold {cold:.0f} s, warm {warm:.1f} s", file=sys.stderr, flush=True)
+    figures = floor_figures(
+        image_bytes(PYTHON_STANDIN), installed, traffic.bytes_down, cold, warm, rate
+    )
+    return {
+        **figures,
+        "base": PYTHON_STANDIN,
+        "installed_bytes": installed,
+        "download_busy_seconds": traffic.busy_seconds,
+        "bytes_up": traffic.bytes_up,
+        "bytes_by_host": {hosts.get(host, host): count for host, count in traffic.down.items()},
+        "refused": traffic.refused,
+    }
+
+
 # ---------------------------------------------------------------------------- the run
+
+# Published sizes of the real bases; none was found in the stored docs and pages searched
+# (Docker Hub tag pages for python and mambaorg/micromamba, micromamba-docker's docs).
+PUBLISHED_BASES = {
+    "python:3.11-slim": None,
+    CATALOGUE["images"]["micromamba"]: None,
+}
+CONDA_PYTHON = {"python", "openssl", "sqlite", "tk", "ncurses", "readline", "libffi", "libzlib"}
+
+
+def conda_python_note() -> str:
+    """What the conda layer's real Python would add, if facts/conda-forge.yml records sizes."""
+    facts = yaml.safe_load((ROOT / "facts" / "conda-forge.yml").read_text(encoding="utf-8"))
+    sizes = recorded_sizes(facts, CONDA_PYTHON)
+    if sizes:
+        return (
+            f"conda-forge's Python and its libraries ({', '.join(sorted(sizes))}) as recorded in "
+            f"facts/conda-forge.yml: {human_bytes(sum(sizes.values()))} of packages"
+        )
+    return (
+        "not estimated: facts/conda-forge.yml records recipes (versions, builds, depends) read "
+        "from the feedstocks, and no package sizes; sizes live in a channel's repodata, and no "
+        "conda channel is reachable here"
+    )
 
 
 def require_engine() -> None:
@@ -479,8 +859,10 @@ def require_engine() -> None:
         sys.exit(f"bench.build needs a Docker engine with buildx: {engine.START_HINT}")
 
 
-def report(results: dict, rate: float, throttled: bool, rebuilds: int, load_start: float) -> None:
-    before, generated = results['"before"'], results["generated"]
+def report(
+    results: dict, after: dict, rate: float, throttled: bool, rebuilds: int, load_start: float
+) -> None:
+    results = {key: with_derived(result) for key, result in results.items()}
     link = f"{LINK_MBIT} Mbit/s"
     today = datetime.now(timezone.utc).strftime("%d %B %Y, %H:%M UTC")
     how = (
@@ -492,10 +874,38 @@ def report(results: dict, rate: float, throttled: bool, rebuilds: int, load_star
         f"Run of {today}: {platform.machine()}, {os.cpu_count()} CPUs, load average "
         f"{load_start:.1f} at the start and {os.getloadavg()[0]:.1f} at the end; "
         "cold builds from an empty build cache; rebuild = median of "
-        f"{rebuilds}; at {link}: {how} {rate / 1e6:.1f} MB/s.\n"
+        f"{rebuilds}; `docker run` = median of {STARTS}; at {link}: {how} "
+        f"{rate / 1e6:.1f} MB/s.\n"
     )
-    print(results_table(before, generated, link))
-    for label, result in results.items():
+    verdict = "refused by `uv lock`" if not after["locked"] else "LOCKED (unexpected)"
+    print(f'The seed guide\'s "after", as written: {verdict}: {after["message"]}\n')
+    print(results_table(results, link))
+    print("\nEach built variant against the uv guide and the floor:\n")
+    print(ratios_table(results, link))
+    print("\nBases (sizes from `docker image inspect`):\n")
+    print("| base | used by | stand-in here | real, published |\n|---|---|--:|---|")
+    bases: dict[str, list[str]] = {}
+    for key, heading in VARIANTS:
+        if key in results:
+            bases.setdefault(results[key]["base"], []).append(heading)
+    for base, users in bases.items():
+        real = "python:3.11-slim" if base == PYTHON_STANDIN else base
+        published = PUBLISHED_BASES.get(real)
+        print(
+            f"| {real} (stand-in `{base}`) | {', '.join(users)} | "
+            f"{human_bytes(image_bytes(base))} | "
+            f"{published or 'not found in the stored docs and pages'} |"
+        )
+    print(
+        "\nMissing above the micromamba stand-in: its Python is Debian's, in a venv, and the "
+        "stand-in channel's `python` package is empty, so the generated images' conda layer "
+        "lacks the real conda-forge Python (openssl, sqlite, tk, ...) that a real build adds "
+        f"above mambaorg/micromamba. Its size: {conda_python_note()}."
+    )
+    for key, heading in VARIANTS:
+        result = results.get(key)
+        if not result:
+            continue
         rate_seen = (
             result["bytes_down"] / result["download_busy_seconds"]
             if result["download_busy_seconds"]
@@ -506,26 +916,38 @@ def report(results: dict, rate: float, throttled: bool, rebuilds: int, load_star
             for host, count in sorted(result["bytes_by_host"].items())
         )
         print(
-            f"\n{label}: downloaded {human_bytes(result['bytes_down'])} in "
+            f"\n{heading}: downloaded {human_bytes(result['bytes_down'])} in "
             f"{result['download_busy_seconds']:.0f} s of transfer "
             f"({rate_seen / 1e6:.0f} MB/s): {hosts}; sent {human_bytes(result['bytes_up'])}"
             + (f"; refused {result['refused']}" if result["refused"] else "")
         )
-        print(f"\nslowest steps of the {label} cold build\n")
+        if key == "floor":
+            print(
+                f"floor: {human_bytes(result['installed_bytes'])} installed; install from a "
+                f"warm uv cache {seconds_text(result['warm_install_seconds'])}"
+            )
+            continue
+        print(f"\nslowest steps of the {heading} cold build\n")
         print(steps_table(slowest([Step(**step) for step in result["steps"]])))
-        print(f"\nslowest steps of the {label} source-only rebuild (the last one)\n")
+        print(f"\nslowest steps of the {heading} source-only rebuild (the last one)\n")
         print(steps_table(slowest([Step(**step) for step in result["rebuild_steps"]], 3)))
         if result["proxy_in_history"]:
-            print(f"\nWARNING: the proxy's address is in the {label} image's history")
+            print(f"\nWARNING: the proxy's address is in the {heading} image's history")
         if result["warm_installs"]:
             print(f"\nWARNING: this cold build was not cold: {result['warm_installs']}")
         if result["uv_phases"]:
             print("\ninside its uv steps: " + "; ".join(result["uv_phases"]))
     print("\n```text")
-    for passed, line in verdicts(before, generated, link):
-        print(f"{'PASS' if passed else 'FAIL'}  {line}")
+    for met, line in verdicts(results, link):
+        print(f"{verdict_word(met):<12}  {line}")
     print("```")
-    print("BENCH " + json.dumps({"date": today, "load_start": load_start, **results}, default=str))
+    print(
+        "BENCH "
+        + json.dumps(
+            {"date": today, "load_start": load_start, "guide_after": after, **results},
+            default=str,
+        )
+    )
 
 
 def main() -> None:
@@ -534,7 +956,7 @@ def main() -> None:
         "--rebuilds",
         type=int,
         default=3,
-        help="source-only rebuilds per side; the median is reported",
+        help="source-only rebuilds per variant; the median is reported",
     )
     parser.add_argument(
         "--throttle",
@@ -544,13 +966,14 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=["before", "generated"],
-        help="build one side only (for trying the bench; prints no table)",
+        choices=[key for key, _ in VARIANTS],
+        help="measure one variant only (for trying the bench; prints no table)",
     )
     args = parser.parse_args()
     require_engine()
     load_start = os.getloadavg()[0]
     rate = LINK_MBIT * 1e6 / 8
+    wanted = {args.only} if args.only else {key for key, _ in VARIANTS}
     with tempfile.TemporaryDirectory(prefix="mlct-build-bench-") as tmp:
         work = Path(tmp)
         print(
@@ -559,6 +982,7 @@ def main() -> None:
             flush=True,
         )
         standins.ensure()
+        python_standin()
         mirror = Path(url2pathname(urlparse(build_mirror(work / "mirror")).path))
         channel_dir = conda_channel.build_channel()
         with (
@@ -566,30 +990,47 @@ def main() -> None:
             conda_channel.ChannelServer(channel_dir) as channel,
             counting_proxy.CountingProxy(PYPI, rate=rate if args.throttle else None) as proxy,
         ):
-            sides = []
-            if args.only != "generated":
-                sides.append(before_side(work / "before"))
-            if args.only != "before":
-                sides.append(
-                    generated_side(
-                        work / "generated" / "bench-service", index.url, channel.url, channel_dir
-                    )
+            generated = {
+                installer: generated_side(
+                    work / f"generated-{installer}" / "bench-service",
+                    installer,
+                    index.url,
+                    channel.url,
+                    channel_dir,
                 )
+                for installer in ("conda", "uv")
+            }
+            peer = uv_guide_side(work / "uv-guide", generated["conda"].context, index.url)
+            after = guide_after(work / "guide-after", dependencies(generated["conda"].context))
+            # The floor first and "before" last: what fails fastest runs first.
+            sides = [
+                side
+                for side in (
+                    peer,
+                    generated["uv"],
+                    generated["conda"],
+                    before_side(work / "before"),
+                )
+                if side.key in wanted
+            ]
             hosts = {
                 urlparse(index.url).netloc: "CPU index (loopback)",
                 urlparse(channel.url).netloc: "conda channel (loopback)",
             }
+            results = {}
             try:
-                results = {
-                    side.label: measure(side, proxy, args.rebuilds, rate, args.throttle, hosts)
-                    for side in sides
-                }
+                if "floor" in wanted:
+                    results["floor"] = measure_floor(peer.context, work, proxy, rate, hosts)
+                for side in sides:
+                    results[side.key] = measure(
+                        side, proxy, args.rebuilds, rate, args.throttle, hosts
+                    )
             finally:
-                engine.remove_images(BEFORE_TAG, GENERATED_TAG, *BUILT)
+                engine.remove_images(BEFORE_TAG, UV_GUIDE_TAG, *GENERATED_TAGS.values(), *BUILT)
     if args.only:
-        print(json.dumps(results, indent=1, default=str))
+        print(json.dumps({"guide_after": after, **results}, indent=1, default=str))
         return
-    report(results, rate, args.throttle, args.rebuilds, load_start)
+    report(results, after, rate, args.throttle, args.rebuilds, load_start)
 
 
 if __name__ == "__main__":

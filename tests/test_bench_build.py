@@ -16,6 +16,7 @@ import pytest
 
 from bench import build as bench
 from bench import counting_proxy as proxy_module
+from tests.support.compat import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
@@ -149,20 +150,60 @@ def test_buildkit_plain_progress_gives_each_step_its_time():
     assert [step.seconds for step in bench.slowest(steps, 2)] == [30.2, 21.4]
 
 
-BEFORE = {
-    "cold_seconds": 300.0,
-    "link_seconds": 530.0,
-    "bytes_down": 3_230_000_000,
-    "image_bytes": 6_600_000_000,
-    "rebuild_seconds": 0.8,
+RESULTS: dict[str, dict] = {  # as measure() and measure_floor() return them
+    "before": {
+        "base_bytes": 130_000_000,
+        "cold_seconds": 300.0,
+        "link_seconds": 530.0,
+        "bytes_down": 3_230_000_000,
+        "image_bytes": 6_630_000_000,
+        "rebuild_seconds": 0.8,
+        "doctor_seconds": None,
+        "import_seconds": 4.0,
+    },
+    "uv_guide": {
+        "base_bytes": 130_000_000,
+        "cold_seconds": 50.0,
+        "link_seconds": 60.0,
+        "bytes_down": 380_000_000,
+        "image_bytes": 1_130_000_000,
+        "rebuild_seconds": 10.0,
+        "doctor_seconds": None,
+        "import_seconds": 3.0,
+    },
+    "generated_conda": {
+        "base_bytes": 160_000_000,
+        "cold_seconds": 60.0,
+        "link_seconds": 80.0,
+        "bytes_down": 400_000_000,
+        "image_bytes": 1_360_000_000,
+        "rebuild_seconds": 0.6,
+        "doctor_seconds": 0.9,
+        "import_seconds": 3.1,
+    },
+    "generated_uv": {
+        "base_bytes": 160_000_000,
+        "cold_seconds": 50.0,
+        "link_seconds": 62.0,
+        "bytes_down": 380_000_000,
+        "image_bytes": 1_200_000_000,
+        "rebuild_seconds": 3.0,
+        "doctor_seconds": 0.9,
+        "import_seconds": 3.0,
+    },
+    "floor": bench.floor_figures(
+        base_bytes=130_000_000,
+        installed_bytes=960_000_000,
+        bytes_down=375_000_000,
+        cold_seconds=20.0,
+        warm_install_seconds=5.0,
+        rate=12.5e6,
+    ),
 }
-GENERATED = {
-    "cold_seconds": 60.0,
-    "link_seconds": 80.0,
-    "bytes_down": 400_000_000,
-    "image_bytes": 1_200_000_000,
-    "rebuild_seconds": 9.0,
-}
+
+
+def derived() -> dict:
+    return {key: bench.with_derived(result) for key, result in RESULTS.items()}
 
 
 def test_the_link_time_swaps_the_measured_download_for_the_link_s():
@@ -170,27 +211,133 @@ def test_the_link_time_swaps_the_measured_download_for_the_link_s():
     assert bench.at_link(300.0, 3_000_000_000, 30.0, 12.5e6) == pytest.approx(510.0)
 
 
-def test_the_table_shows_both_builds_and_their_ratio():
-    table = bench.results_table(BEFORE, GENERATED, "100 Mbit/s").splitlines()
-    assert table[0] == '| | "before" | generated | "before" / generated |'
-    assert table[2:] == [
-        "| cold build, as measured | 300 s | 60 s | 5.0x |",
-        "| cold build at 100 Mbit/s | 530 s | 80 s | 6.6x |",
-        "| downloaded | 3.23 GB | 400 MB | 8.1x |",
-        "| image size | 6.60 GB | 1.20 GB | 5.5x |",
-        "| source-only rebuild | 0.8 s | 9.0 s | 0.1x |",
+def test_sizes_are_compared_above_each_base():
+    assert bench.above_base(1_360_000_000, 160_000_000) == 1_200_000_000
+    with pytest.raises(ValueError, match="smaller than its base"):
+        bench.above_base(100, 200)
+    figures = derived()
+    assert figures["generated_uv"]["above_base_bytes"] == 1_040_000_000
+    assert figures["uv_guide"]["above_base_bytes"] == 1_000_000_000
+    assert figures["generated_uv"]["rebuild_share"] == pytest.approx(0.06)
+
+
+def test_the_floor_is_the_base_plus_the_installed_set_and_its_bytes_at_the_link():
+    floor = RESULTS["floor"]
+    assert floor["image_bytes"] == 1_090_000_000
+    # 375 MB at 12.5 MB/s is 30 s, plus the warm install's 5 s.
+    assert floor["link_seconds"] == pytest.approx(35.0)
+    assert floor["cold_seconds"] == 20.0
+    assert bench.with_derived(floor)["above_base_bytes"] == 960_000_000
+    assert "rebuild_share" not in bench.with_derived(floor), "the floor never rebuilds"
+
+
+def test_the_table_has_a_column_per_variant_and_a_dash_where_none_applies():
+    table = bench.results_table(derived(), "100 Mbit/s").splitlines()
+    assert table[0] == ('| | "before" | uv guide | generated, conda | generated, uv | floor |')
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in table[2:]}
+    assert rows["base image (local stand-in)"].endswith(
+        "| 130 MB | 130 MB | 160 MB | 160 MB | 130 MB |"
+    )
+    assert rows["added above its base"].endswith(
+        "| 6.50 GB | 1.00 GB | 1.20 GB | 1.04 GB | 960 MB |"
+    )
+    assert rows["cold build at 100 Mbit/s"].endswith("| 530 s | 60 s | 80 s | 62 s | 35 s |")
+    assert rows["`docker run` to the doctor passing"].endswith("| - | - | 0.9 s | 0.9 s | - |")
+    assert rows["source-only rebuild"].endswith("| 0.8 s | 10 s | 0.6 s | 3.0 s | - |")
+    only = bench.results_table({"floor": bench.with_derived(RESULTS["floor"])}, "x")
+    assert only.splitlines()[0] == "| | floor |"
+
+
+def test_the_ratios_divide_by_the_uv_guide_and_by_the_floor():
+    table = bench.ratios_table(derived(), "100 Mbit/s").splitlines()
+    assert table[0] == '| | "before" | uv guide | generated, conda | generated, uv |'
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in table[2:]}
+    assert rows["added above its base / the uv guide's"].endswith(
+        "| 6.50x | 1.00x | 1.20x | 1.04x |"
+    )
+    assert rows["added above its base / the floor's"].endswith("| 6.77x | 1.04x | 1.25x | 1.08x |")
+    without_floor = {k: v for k, v in derived().items() if k != "floor"}
+    assert "| - | - | - | - |" in bench.ratios_table(without_floor, "x")
+
+
+def test_each_target_is_met_or_missed_never_hidden():
+    lines = bench.verdicts(derived(), "100 Mbit/s")
+    assert [(met, line.split("  (")[1]) for met, line in lines] == [
+        (True, "1.04x)"),  # 1.04 GB / 1.00 GB
+        (True, "1.03x)"),  # 62 s / 60 s
+        (False, "1.25x)"),  # generated, conda: 1.20 GB / 960 MB
+        (True, "1.08x)"),
+        (True, "0.6 s / 60 s = 1.0%)"),
+        (False, "3.0 s / 50 s = 6.0%)"),
+    ]
+    assert lines[2][1].startswith("generated (conda installer) adds <= 1.15x the floor's")
+    assert lines[5][1].startswith("generated, uv: source-only rebuild <= 5% of its cold build")
+    assert [bench.verdict_word(met) for met in (True, False, None)] == [
+        "MET",
+        "MISSED",
+        "NOT MEASURED",
     ]
 
 
-def test_a_missed_target_is_reported_as_a_miss():
-    lines = bench.verdicts(BEFORE, GENERATED, "100 Mbit/s")
-    assert [passed for passed, _ in lines] == [True, True, False]
-    assert lines[2][1].endswith("(9.0 s / 60 s = 15.0%)")
-    slower = {**GENERATED, "link_seconds": 200.0, "image_bytes": 2_000_000_000}
-    assert [passed for passed, _ in bench.verdicts(BEFORE, slower, "100 Mbit/s")][:2] == [
-        False,
-        False,
+def test_a_target_without_its_figures_is_not_measured():
+    partial = {"generated_uv": bench.with_derived(RESULTS["generated_uv"])}
+    lines = bench.verdicts(partial, "100 Mbit/s")
+    assert [met for met, _ in lines] == [None, None, None, None, None, False]
+    assert lines[0][1].endswith("(not measured)")
+    assert (
+        lines[4][1]
+        == "generated, conda: source-only rebuild <= 5% of its cold build  (not measured)"
+    )
+
+
+def test_sizes_are_taken_only_where_the_facts_record_them():
+    facts = {
+        "read": "2026-12-04",
+        "packages": [
+            {"name": "python", "version": "3.11.15", "size": 30_000_000},
+            {"name": "openssl", "builds": [{"size": 1}], "size": 3_000_000},
+            {"name": "pytorch", "size": 99},
+        ],
+    }
+    assert bench.recorded_sizes(facts, {"python", "openssl", "tk"}) == {
+        "python": 30_000_000,
+        "openssl": 3_000_000,
+    }
+    assert bench.recorded_sizes({"python": {"depends": ["libffi"]}}, {"python"}) == {}
+
+
+def test_the_uv_guide_peer_routes_only_torch_to_an_explicit_cpu_index():
+    text = bench.uv_guide_pyproject(
+        ["torch==2.13.*", "chromadb>=1.3"], "http://127.0.0.1:9/simple/", ["uv_build>=0.9,<0.14"]
+    )
+    project = tomllib.loads(text)
+    assert project["project"]["dependencies"] == ["torch==2.13.*", "chromadb>=1.3"]
+    assert project["tool"]["uv"]["index"] == [
+        {"name": "pytorch-cpu", "url": "http://127.0.0.1:9/simple/", "explicit": True}
     ]
+    assert project["tool"]["uv"]["sources"] == {"torch": {"index": "pytorch-cpu"}}
+    assert project["build-system"]["requires"] == ["uv_build>=0.9,<0.14"]
+
+
+def test_the_uv_guide_dockerfile_is_multi_stage_locked_and_non_root():
+    text = bench.uv_guide_dockerfile("py:slim", "uv:1")
+    froms = [line for line in text.splitlines() if line.startswith("FROM ")]
+    assert froms == ["FROM py:slim AS builder", "FROM py:slim"]
+    assert "COPY --from=uv:1 /uv /uvx /bin/" in text
+    assert text.count("uv sync --locked") == 2 and text.count("--no-dev") == 2
+    assert "--mount=type=cache,target=/root/.cache/uv" in text
+    final = text.split("FROM py:slim\n", 1)[1]
+    assert "COPY --from=builder --chown=nonroot:nonroot /app/.venv /app/.venv" in final
+    assert "USER nonroot" in final and "uv" not in final.replace(".venv", "")
+
+
+def test_installed_bytes_count_files_once_and_no_symlinks(tmp_path):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "a.so").write_bytes(b"x" * 100)
+    (tmp_path / "lib" / "b.py").write_bytes(b"y" * 20)
+    (tmp_path / "hard.so").hardlink_to(tmp_path / "lib" / "a.so")
+    (tmp_path / "python").symlink_to("/usr/bin/python3")
+    assert bench.tree_bytes(tmp_path) == 120
 
 
 def test_a_step_reads_as_one_short_line():
