@@ -20,6 +20,7 @@ DEFAULTS = {
     "python_version": "3.12",
     "ml_libraries": ["torch", "sentence-transformers"],
     "vector_store": "chromadb",
+    "serve": "http",
     "torch_installer": "conda",
     "lock_platforms": ["linux/amd64", "linux/arm64"],
     "torch_index_url": "https://download.pytorch.org/whl/cpu",
@@ -41,6 +42,9 @@ def test_default_answers():
         f"torch=={NEWEST['torch']}",
         "sentence-transformers>=6.2,<7",
         "chromadb>=1.5,<2",
+        "fastapi>=0.165,<1",
+        "uvicorn>=0.55,<1",
+        "prometheus-client>=0.26,<1",
     ]
     assert result["conda_specs"] == ["python=3.12.*", f"pytorch-cpu={NEWEST['torch']}=cpu_generic*"]
     assert result["conda_owned"] == ["torch"]
@@ -93,7 +97,7 @@ def test_no_torch_without_a_library_that_needs_it():
 
 @pytest.mark.parametrize("installer", ["conda", "uv"])
 def test_faiss_is_conda_owned_under_either_installer_and_brings_numpy(installer):
-    result = plan(ml_libraries=[], vector_store="faiss", torch_installer=installer)
+    result = plan(ml_libraries=[], vector_store="faiss", serve="none", torch_installer=installer)
     assert result["conda_owned"] == ["faiss-cpu"]
     # conda-forge's range, in both files: the conda lock pins uv to conda's pick.
     faiss = CATALOGUE["stores"]["faiss"]["conda"]["version"]
@@ -102,7 +106,8 @@ def test_faiss_is_conda_owned_under_either_installer_and_brings_numpy(installer)
 
 
 def test_no_store_means_no_store_module():
-    result = plan(ml_libraries=[], vector_store="none")
+    # serve=none: Copier's default without a store, and the only answer its validator accepts.
+    result = plan(ml_libraries=[], vector_store="none", serve="none")
     assert result["store"] is None and not result["has_store"]
     assert result["search_imports"] == []
     assert result["dependencies"] == []
@@ -148,3 +153,22 @@ def test_uv_sync_flags_leave_what_conda_owns_to_conda():
     assert result["uv_sync_flags"] == "--locked --no-dev --inexact --no-install-package torch"
     result = plan(torch_installer="uv", vector_store="qdrant")
     assert result["uv_sync_flags"] == "--locked --no-dev --inexact"
+
+
+def test_serve_http_adds_the_api_libraries_port_and_test_client():
+    serving = CATALOGUE["serving"]["http"]
+    result = plan(serve="http")
+    assert result["http"] and result["serve"] == "http"
+    assert result["http_port"] == serving["port"]
+    for entry in serving["libraries"]:
+        assert f"{entry['pypi']}{entry['version']}" in result["dependencies"]
+    assert result["test_dependencies"] == [
+        f"{entry['pypi']}{entry['version']}" for entry in serving["test_libraries"]
+    ]
+
+
+def test_serve_none_adds_nothing():
+    result = plan(serve="none")
+    assert not result["http"] and result["http_port"] is None
+    assert result["test_dependencies"] == []
+    assert not {"fastapi", "uvicorn"} & {d.split(">")[0] for d in result["dependencies"]}
