@@ -20,11 +20,19 @@ from tests.support.render import ANSWER_SETS, CATALOGUE, ROOT, answers_for, rend
 
 TEMPLATE_WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 GENERATED = "generated ci.yml"
+GENERATED_IMAGE = "generated image.yml"
 SHA = re.compile(r"[0-9a-f]{40}")
 VERSION = re.compile(r"v\d+\.\d+\.\d+")
 # `uses: owner/repo[/path]@ref  # comment`, as written on one line.
-# The only write access any job holds, by (workflow, job): the pins report's issue.
-JOB_PERMISSIONS = {("pins.yml", "issue"): {"issues": "write"}}
+# The only write access any job holds, by (workflow, job): the pins report's issue, the release tag.
+JOB_PERMISSIONS = {
+    ("pins.yml", "issue"): {"issues": "write"},
+    ("release.yml", "tag"): {"contents": "write"},
+    # The generated image workflow: each job's own, write access only to push, sign and attest.
+    ("image.yml", "build"): {"contents": "read", "packages": "write"},
+    ("image.yml", "scan"): {"packages": "read"},
+    ("image.yml", "publish"): {"packages": "write", "id-token": "write", "attestations": "write"},
+}
 USES_LINE = re.compile(
     r"^\s*(?:-\s+)?uses:\s*(?P<action>[^@\s#]+)@(?P<ref>[^\s#]+)"
     r"(?:\s+#\s*(?P<comment>\S+))?\s*$"
@@ -37,11 +45,13 @@ def generated(tmp_path_factory) -> Path:
     return render(tmp_path_factory.mktemp("workflows") / "project", answers_for("default"))
 
 
-@pytest.fixture(params=[GENERATED, *(p.name for p in TEMPLATE_WORKFLOWS)])
+@pytest.fixture(params=[GENERATED, GENERATED_IMAGE, *(p.name for p in TEMPLATE_WORKFLOWS)])
 def workflow(request, generated) -> Path:
-    """Each workflow in turn: the generated project's, then every one of the template's."""
+    """Each workflow in turn: the generated project's two, then every one of the template's."""
     if request.param == GENERATED:
         return generated / ".github" / "workflows" / "ci.yml"
+    if request.param == GENERATED_IMAGE:
+        return generated / ".github" / "workflows" / "image.yml"
     return ROOT / ".github" / "workflows" / request.param
 
 
@@ -231,7 +241,7 @@ def test_run_scripts_pass_shellcheck(workflow):
 
 
 def test_each_action_has_one_pin_everywhere(generated):
-    paths = [generated / ".github" / "workflows" / "ci.yml", *TEMPLATE_WORKFLOWS]
+    paths = [*sorted((generated / ".github" / "workflows").glob("*.yml")), *TEMPLATE_WORKFLOWS]
     pins: dict[str, set] = {}
     for path in paths:
         for match in uses_lines(path):
@@ -471,3 +481,127 @@ def test_live_images_build_on_both_installers(live, tmp_path):
     project = render(tmp_path / "project", answers_for("default", project_name=match[1]))
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text(encoding="utf-8"))
     assert job["env"]["IMAGE"] == answers["project_slug"]
+
+
+# ------------------------------------------------------------- the generated image workflow
+
+NOT_ON_PULL_REQUESTS = "github.event_name != 'pull_request'"
+LOCKED = [["linux/amd64"], ["linux/arm64"], ["linux/amd64", "linux/arm64"]]
+
+
+@pytest.fixture(scope="module")
+def image_workflow(generated) -> dict:
+    return load(generated / ".github" / "workflows" / "image.yml")
+
+
+def uses(step: dict, action: str) -> bool:
+    return step.get("uses", "").startswith(f"{action}@")
+
+
+def test_images_build_on_the_default_branch_on_release_tags_and_on_pull_requests(image_workflow):
+    on = image_workflow["on"]
+    assert set(on) == {"push", "pull_request"}
+    assert on["push"] == {"branches": ["main", "master"], "tags": ["v*"]}
+    assert on["pull_request"] is None  # every pull request
+
+
+def test_image_workflow_pins_every_action_by_commit(generated):
+    pinned = uses_lines(generated / ".github" / "workflows" / "image.yml")
+    for match in pinned:
+        assert SHA.fullmatch(match["ref"]), f"{match['action']}@{match['ref']} is not a commit"
+        assert VERSION.fullmatch(match["comment"] or ""), f"{match['action']} names no release"
+    assert {m["action"] for m in pinned} >= {
+        "docker/build-push-action",
+        "docker/metadata-action",
+        "docker/login-action",
+        "sigstore/cosign-installer",
+        "aquasecurity/trivy-action",
+    }
+
+
+def test_pull_requests_build_and_push_log_in_scan_and_sign_nothing(image_workflow):
+    jobs = image_workflow["jobs"]
+    assert "if" not in jobs["build"]  # every platform builds on a pull request
+    assert {name: job.get("if") for name, job in jobs.items() if name != "build"} == {
+        "scan": NOT_ON_PULL_REQUESTS,
+        "publish": NOT_ON_PULL_REQUESTS,
+    }
+    build = next(s for s in jobs["build"]["steps"] if uses(s, "docker/build-push-action"))
+    assert "push" not in build["with"]
+    assert build["with"]["outputs"].endswith(f",push=${{{{ {NOT_ON_PULL_REQUESTS} }}}}")
+    assert "push-by-digest=true" in build["with"]["outputs"]
+    # In the build job, only what reads the code and builds runs on a pull request.
+    unconditional = {"actions/checkout", "docker/metadata-action", "docker/setup-buildx-action"}
+    for step in jobs["build"]["steps"]:
+        if step is build or any(uses(step, action) for action in unconditional):
+            continue
+        if step.get("id") == "image":  # the image's name, no access needed
+            continue
+        assert step.get("if") == NOT_ON_PULL_REQUESTS, step.get("name", step.get("uses"))
+
+
+def test_only_the_jobs_that_push_and_sign_may_write(image_workflow):
+    assert image_workflow["permissions"] == {"contents": "read"}
+    for name, job in image_workflow["jobs"].items():
+        granted = job["permissions"]
+        runs = "\n".join(step.get("run", "") for step in job["steps"])
+        pushes = "imagetools create" in runs or any(
+            uses(step, "docker/build-push-action") for step in job["steps"]
+        )
+        attests = any(uses(step, "actions/attest-build-provenance") for step in job["steps"])
+        signs = "cosign sign" in runs or attests
+        assert (granted.get("packages") == "write") == pushes, name
+        assert (granted.get("id-token") == "write") == signs, name
+        assert (granted.get("attestations") == "write") == attests, name
+        assert set(granted.values()) <= {"read", "write"}
+
+
+def test_images_carry_sbom_and_provenance_and_the_index_is_signed(image_workflow):
+    build = next(
+        s for s in image_workflow["jobs"]["build"]["steps"] if uses(s, "docker/build-push-action")
+    )
+    assert build["with"]["sbom"] is True and build["with"]["provenance"] == "mode=max"
+    assert "build-args" not in build["with"]  # the Dockerfile needs none
+    publish = image_workflow["jobs"]["publish"]
+    assert publish["needs"] == "scan"  # nothing is tagged or signed before every platform passes
+    sign = next(s for s in publish["steps"] if "cosign sign" in s.get("run", ""))
+    assert sign["run"].strip() == 'cosign sign --yes "$IMAGE@$DIGEST"'
+    assert sign["env"]["DIGEST"] == "${{ steps.index.outputs.digest }}"
+    assert any(uses(s, "sigstore/cosign-installer") for s in publish["steps"])
+    download = next(s for s in publish["steps"] if uses(s, "actions/download-artifact"))
+    assert download["with"]["pattern"] == "digests-*" and download["with"]["merge-multiple"]
+    # GHCR wants lower case; every job names the image from the lower-cased repository.
+    for job in image_workflow["jobs"].values():
+        names = [s["run"] for s in job["steps"] if s.get("id") == "image"]
+        assert len(names) == 1 and "ghcr.io/${GITHUB_REPOSITORY,,}" in names[0]
+
+
+def test_the_scan_reports_high_and_critical_and_fails_only_when_a_fix_exists(image_workflow):
+    steps = image_workflow["jobs"]["scan"]["steps"]
+    trivy = [i for i, s in enumerate(steps) if uses(s, "aquasecurity/trivy-action")]
+    summary = next(i for i, s in enumerate(steps) if "$GITHUB_STEP_SUMMARY" in s.get("run", ""))
+    assert len(trivy) == 2 and trivy[0] < summary < trivy[1]
+    report, gate = (steps[i]["with"] for i in trivy)
+    assert report["severity"] == gate["severity"] == "HIGH,CRITICAL"
+    assert report["exit-code"] == "0" and "ignore-unfixed" not in report
+    assert report["format"] == "table" and report["output"] in steps[summary]["run"]
+    assert steps[summary]["if"] == "always()"
+    assert gate["ignore-unfixed"] is True and gate["exit-code"] == "1"
+    for i in trivy:
+        assert steps[i]["env"]["TRIVY_PLATFORM"] == "${{ matrix.platform }}"
+
+
+@pytest.mark.parametrize("platforms", LOCKED, ids=["amd64", "arm64", "both"])
+def test_image_platforms_are_the_locked_platforms(tmp_path, platforms):
+    project = render(tmp_path / "project", answers_for("default", lock_platforms=platforms))
+    data = load(project / ".github" / "workflows" / "image.yml")
+    for job in ("build", "scan"):
+        legs = data["jobs"][job]["strategy"]["matrix"]["include"]
+        assert [leg["platform"] for leg in legs] == platforms, job
+        assert all(leg["arch"] == leg["platform"].split("/")[1] for leg in legs)
+    legs = data["jobs"]["build"]["strategy"]["matrix"]["include"]
+    assert {leg["platform"]: leg["runner"] for leg in legs} == {
+        platform: CATALOGUE["runners"][platform] for platform in platforms
+    }
+    assert CATALOGUE["runners"]["linux/arm64"] == "ubuntu-24.04-arm"  # native, no QEMU
+    assert data["jobs"]["build"]["runs-on"] == "${{ matrix.runner }}"
