@@ -11,7 +11,12 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -181,7 +186,8 @@ def test_a_host_folder_index_is_refused_where_the_image_build_needs_it(tmp_path,
 @pytest.mark.image
 def test_the_image_runs_its_report_and_passes_the_doctor(images, name):
     built = images.get(name)
-    report = built.run()
+    # Explicitly: a project with a store serves its HTTP API by default.
+    report = built.run("python", "-m", built.package, "report")
     assert report.returncode == 0, report.stderr
     assert "python" in report.stdout and "GPU packages  none" in report.stdout, report.stdout
     doctor = built.run("python", "-m", built.package, "doctor")
@@ -302,6 +308,141 @@ def test_ingest_then_query_on_a_named_volume_survive_into_a_new_container(images
         assert query.returncode == 0, query.stdout + query.stderr
         assert "cats.txt" in query.stdout and "dogs.md" not in query.stdout
     finally:
+        subprocess.run(["docker", "volume", "rm", "--force", volume], capture_output=True)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Api:
+    """The served API over loopback, as any HTTP client sees it."""
+
+    def __init__(self, port: int, container: str) -> None:
+        self.base, self.container = f"http://127.0.0.1:{port}", container
+
+    def call(self, method: str, path: str, body: object = None) -> tuple[int, dict]:
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"content-type": "application/json"}
+        request = urllib.request.Request(self.base + path, data, headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                status, text = response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            status, text = error.code, error.read().decode()
+        return status, json.loads(text) if text.startswith("{") else {"text": text}
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.call("GET", "/readyz")[0] == 200:
+                    return
+            except OSError:  # not listening yet
+                pass
+            state = docker.container_state(self.container)
+            assert state == "running", f"the container is {state}:\n{logs(self.container)}"
+            time.sleep(0.5)
+        pytest.fail(f"not ready within {timeout} s:\n{logs(self.container)}")
+
+    def nearest(self, text: str) -> list[str]:
+        status, body = self.call("POST", "/query", {"text": text, "k": 2})
+        assert status == 200, body
+        return [hit["id"] for hit in body["hits"]]
+
+
+def logs(container: str) -> str:
+    result = subprocess.run(["docker", "logs", container], capture_output=True, text=True)
+    return result.stdout[-3000:] + result.stderr[-3000:]
+
+
+# The hardening a deployment should be able to use: nothing written outside the volume and /tmp.
+LOCKED_DOWN = (
+    "--read-only",
+    "--tmpfs",
+    "/tmp",
+    "--cap-drop",
+    "ALL",
+    "--security-opt",
+    "no-new-privileges",
+)
+
+
+@pytest.mark.slow
+@pytest.mark.image
+def test_the_default_image_serves_locked_down_drains_on_sigterm_and_keeps_its_data(images):
+    built = images.get("defaults")
+    port = free_port()
+    prefix = built.package.upper()
+    env = {
+        f"{prefix}_EMBEDDER": "hashing",
+        f"{prefix}_HOST": "127.0.0.1",
+        f"{prefix}_PORT": str(port),
+    }
+    volume = f"ml-container-template-test-{uuid.uuid4().hex[:8]}"
+    data = f"{volume}:{IMAGE_FACTS['home']}/{IMAGE_FACTS['data_folder']}"
+
+    def serve() -> tuple[str, Api]:
+        container = docker.start(
+            built.tag, network="host", volumes=(data,), env=env, options=LOCKED_DOWN
+        )
+        containers.append(container)
+        return container, Api(port, container)
+
+    containers: list[str] = []
+    try:
+        container, api = serve()
+        api.wait_ready()
+        documents = [
+            {"id": "cats", "text": "Cats purr, nap in the sun and chase mice around the garden."},
+            {"id": "rivers", "text": "Rain runs down from the mountains to the sea in rivers."},
+            {"id": "gone", "text": "A compiler translates source code into machine code."},
+        ]
+        assert api.call("POST", "/documents", {"documents": documents}) == (
+            200,
+            {"added": 3, "count": 3},
+        )
+        assert api.nearest("which animal chases mice?")[0] == "cats"
+        assert api.call("DELETE", "/documents/gone")[1] == {"deleted": "gone", "count": 2}
+        status, refused = api.call("POST", "/query", {"text": "cats", "k": 0})
+        assert status == 422 and "greater than or equal to 1" in json.dumps(refused)
+        metrics = api.call("GET", "/metrics")[1]["text"]
+        assert 'route="/documents",status="200"' in metrics and "documents_stored 2.0" in metrics
+        # The image's HEALTHCHECK (Python's urllib, no curl) sees it ready too.
+        deadline = time.monotonic() + 60
+        while docker.container_state(container, "{{ .State.Health.Status }}") != "healthy":
+            assert time.monotonic() < deadline, logs(container)
+            time.sleep(1)
+
+        # SIGTERM while a slow request is in flight: it completes, then the process exits 0.
+        slow: dict[str, tuple[int, dict]] = {}
+        texts = ["purr " * 1600] * 64
+        worker = threading.Thread(
+            target=lambda: slow.update(answer=api.call("POST", "/embed", {"texts": texts}))
+        )
+        worker.start()
+        time.sleep(0.3)
+        subprocess.run(["docker", "kill", "--signal", "TERM", container], check=True)
+        worker.join(timeout=120)
+        status, body = slow["answer"]
+        assert status == 200 and len(body["vectors"]) == 64
+        waited = subprocess.run(
+            ["docker", "wait", container], capture_output=True, text=True, timeout=120
+        )
+        assert waited.stdout.strip() == "0", logs(container)
+        lines = [json.loads(line) for line in logs(container).splitlines() if line.startswith("{")]
+        assert {"method": "POST", "path": "/embed", "status": 200} in [
+            {key: line.get(key) for key in ("method", "path", "status")} for line in lines
+        ]
+
+        # A new container on the same volume finds the documents as they were.
+        container, api = serve()
+        api.wait_ready()
+        assert api.nearest("which animal chases mice?") == ["cats", "rivers"]
+    finally:
+        subprocess.run(["docker", "rm", "--force", *containers], capture_output=True)
         subprocess.run(["docker", "volume", "rm", "--force", volume], capture_output=True)
 
 

@@ -274,6 +274,43 @@ def test_default_project_ingests_and_queries_offline_with_the_hashing_embedder(
     )
 
 
+# --------------------------------------------------------------------------- serve=none
+
+
+@pytest.fixture(scope="module")
+def cli_only_project(mirror_url, tmp_path_factory) -> Path:
+    """A store without the HTTP API: the command-line interface alone."""
+    answers = answers_for("default", ml_libraries=[], serve="none", **local_answers(mirror_url))
+    return synced_project(tmp_path_factory.mktemp("cli-only"), answers)
+
+
+@pytest.mark.slow
+def test_a_cli_only_project_passes_its_tests_and_types_without_the_web_stack(cli_only_project):
+    assert not (cli_only_project / "src" / package_of(cli_only_project) / "server.py").exists()
+    assert_generated_tests_pass(cli_only_project)
+    assert_types_check(cli_only_project)
+    fastapi = run(cli_only_project, "uv", "run", "--locked", "python", "-c", "import fastapi")
+    assert fastapi.returncode != 0, "serve=none must not install the web stack"
+
+
+@pytest.mark.slow
+def test_each_store_serves_its_own_http_tests(store_project):
+    _, project = store_project
+    assert (project / "tests" / "test_server.py").is_file()
+    result = run(
+        project,
+        "uv",
+        "run",
+        "--locked",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "tests/test_server.py",
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+
+
 # --------------------------------------------------------------------------- no store
 
 

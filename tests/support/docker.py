@@ -115,6 +115,37 @@ def run(
     )
 
 
+def start(
+    image: str,
+    *args: str,
+    network: str = "none",
+    volumes: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+    options: tuple[str, ...] = (),
+) -> str:
+    """`docker run --detach`, for a service: its container id. Remove it with `docker rm -f`."""
+    command = ["docker", "run", "--detach", "--network", network, *options]
+    for volume in volumes:
+        command += ["--volume", volume]
+    for key, value in (env or {}).items():
+        command += ["--env", f"{key}={value}"]
+    result = subprocess.run(
+        [*command, image, *args], capture_output=True, text=True, timeout=120, check=True
+    )
+    return result.stdout.strip()
+
+
+def container_state(container: str, template: str = "{{ .State.Status }}") -> str:
+    """One field of a container's state, as Go's template prints it ("" once it is gone)."""
+    result = subprocess.run(
+        ["docker", "container", "inspect", "--format", template, container],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.stdout.strip()
+
+
 def image_label(tag: str, key: str) -> str | None:
     """A label of a local image, or None when the image or the label is absent."""
     result = subprocess.run(
