@@ -179,7 +179,7 @@ CHANNEL_REFUSALS = [
     ("https://user:token@host/ch", "must not hold credentials", "auth files"),
     ('https://host/"x"', "must not hold quotes", "Percent-encode"),
     ("ftp://host/channel", "must be an http(s):// URL", "host name"),
-    ("conda forge", "must be a name or http(s):// URL", "conda-forge"),
+    ("conda forge", "must not contain spaces", "conda-forge"),
 ]
 
 
