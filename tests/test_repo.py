@@ -23,7 +23,7 @@ CACHES = [
     ".mypy_cache/3.11/cache.db",
     ".ruff_cache/0.8.0/123",
     ".venv/bin/python",
-    "dist/ml_container_template-0.2.0.tar.gz",
+    "dist/ml_container_template-0.3.0.tar.gz",
 ]
 # The SPDX id in pyproject.toml and the first line of that licence's text.
 LICENCE_TITLES = {"MIT": "MIT License"}
