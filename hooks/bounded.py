@@ -3,7 +3,32 @@
 from __future__ import annotations
 
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
+
+
+@dataclass
+class Stopped:
+    """Why a command did not finish: it could not start, or outlived its time limit."""
+
+    reason: str
+    when: str = ""  # the condition under which running it again can succeed, in words
+
+
+def run_to_end(
+    command: list[str], cwd: Path, timeout: float, *, what: str, waits_on: str, **options: bool
+) -> subprocess.CompletedProcess[str] | Stopped:
+    """The finished `what` (e.g. "uv lock"), or why it stopped; `waits_on` names what it reads."""
+    try:
+        result = run_bounded(command, cwd, timeout, **options)
+    except OSError as error:
+        return Stopped(f"{what} could not be started ({error})")
+    if result is None:
+        return Stopped(
+            f"{what} took longer than {timeout:g} s (a slow or stalled {waits_on}?)",
+            when=f"once the {waits_on} is faster, or after you raise ML_TEMPLATE_LOCK_TIMEOUT",
+        )
+    return result
 
 
 def run_bounded(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bounded import run_bounded
+from bounded import Stopped, run_to_end
 from contracts import PREFIX, script_result, uv_kind, without_result
 
 SCRIPT = Path("scripts") / "conda_lock.py"
@@ -57,15 +57,9 @@ def lock_conda(project: Path, uv: str, timeout: float) -> CondaFailure | None:
     if not (project / SCRIPT).exists():
         return None
     command = [uv, "run", "--quiet", "--script", str(SCRIPT)]
-    try:
-        result = run_bounded(command, project, timeout)
-    except OSError as error:
-        return CondaFailure(f"uv could not be started for the conda lock ({error})")
-    if result is None:
-        return CondaFailure(
-            f"the conda lock took longer than {timeout:g} s (a slow or stalled channel?)",
-            when="with a larger ML_TEMPLATE_LOCK_TIMEOUT or a faster channel",
-        )
+    result = run_to_end(command, project, timeout, what="the conda lock", waits_on="channel")
+    if isinstance(result, Stopped):
+        return CondaFailure(result.reason, when=result.when)
     for line in result.stdout.splitlines():
         print(f"{PREFIX} {line}", flush=True)
     errors = without_result(result.stderr)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import conda_layer
 import yaml  # Copier's own dependency
-from bounded import run_bounded
+from bounded import Stopped, run_to_end
 from contracts import credential_variables, script_result, uv_kind, without_result, wrap
 
 ANSWERS = ".copier-answers.yml"
@@ -250,15 +250,12 @@ def lock_timeout() -> float:
 
 def run_uv_lock(uv: str, project: Path, index: Index, timeout: float) -> Failure | None:
     """Run `uv lock` in the project; None on success."""
-    try:
-        result = run_bounded([uv, "lock"], project, timeout, merge_stderr=True)
-    except OSError as error:
-        return Failure(f"uv could not be started ({error})")
-    if result is None:
-        return Failure(
-            f"uv lock took longer than {timeout:g} s (a slow or stalled index?)",
-            when="once the index is faster, or after you raise ML_TEMPLATE_LOCK_TIMEOUT",
-        )
+    command = [uv, "lock"]
+    result = run_to_end(
+        command, project, timeout, what="uv lock", waits_on="index", merge_stderr=True
+    )
+    if isinstance(result, Stopped):
+        return Failure(result.reason, when=result.when)
     if result.returncode != 0:
         return classify(result.stdout, index)
     return None
