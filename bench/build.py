@@ -509,8 +509,12 @@ def measure(
         source_edit(side.source, count)
         try:
             rebuilt = build(side.context, side.tag, proxy.url)
-        except BuildFailed as failure:
-            sys.exit(str(failure))
+        except BuildFailed as failure:  # the engine dropped the build: once more, then give up
+            print(f"{failure}\n{side.label}: rebuilding again", file=sys.stderr, flush=True)
+            try:
+                rebuilt = build(side.context, side.tag, proxy.url)
+            except BuildFailed as again:
+                sys.exit(str(again))
         rebuild_times.append(rebuilt.seconds)
         rebuild_steps = rebuilt.steps
     print(
@@ -1025,6 +1029,9 @@ def main() -> None:
                     results[side.key] = measure(
                         side, proxy, args.rebuilds, rate, args.throttle, hosts
                     )
+                    # Kept as it goes, so a run the engine breaks still leaves its figures.
+                    LOGS.mkdir(parents=True, exist_ok=True)
+                    (LOGS / "partial.json").write_text(json.dumps(results, default=str))
             finally:
                 engine.remove_images(BEFORE_TAG, UV_GUIDE_TAG, *GENERATED_TAGS.values(), *BUILT)
     if args.only:
