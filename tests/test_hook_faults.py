@@ -233,7 +233,10 @@ class Case:
                 assert not said(phrase, self.output), f"{kind} reported as {other} {where}"
         # The conda layer is locked before uv.lock; these faults stop that lock too, so the
         # project is not complete and the next step relocks both layers.
-        no_conda_lock = kind in ("no-uv", "permission", "python")
+        # Without a Python to download, the conda lock fails too unless uv still holds an
+        # environment for its script: the hook must report whichever happened.
+        conda_written = any(self.project.glob("conda-*.lock"))
+        no_conda_lock = kind in ("no-uv", "permission") or (kind == "python" and not conda_written)
         state = "kept, but has no conda lock yet" if no_conda_lock else "kept and complete"
         assert said(
             f"Your project in {self.project} is {state}; uv.lock is absent.", self.output
