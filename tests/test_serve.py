@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from tests.support import checks
+from tests.support.compat import tomllib
 from tests.support.render import ANSWER_SETS, CATALOGUE, ROOT, answers_for, render
 
 STORE_SETS = sorted(
@@ -25,8 +26,9 @@ def test_serve_none_renders_the_cli_alone_and_passes_the_file_checks(tmp_path, n
     checks.check_project(project)
     assert not (package_dir(project) / "server.py").exists()
     assert not (project / "tests" / "test_server.py").exists()
-    pyproject = (project / "pyproject.toml").read_text(encoding="utf-8")
-    assert "fastapi" not in pyproject and "httpx" not in pyproject
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    requirements = pyproject["project"]["dependencies"] + pyproject["dependency-groups"]["dev"]
+    assert not [r for r in requirements if r.startswith(("fastapi", "uvicorn", "httpx"))]
     dockerfile = (project / "Dockerfile").read_text(encoding="utf-8")
     assert "EXPOSE" not in dockerfile and "HEALTHCHECK" not in dockerfile
     assert not (project / "compose.yaml").exists()
