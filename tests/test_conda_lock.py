@@ -38,7 +38,14 @@ from tests.support.conda_channel import (
     channel_records,
     unreachable_url,
 )
-from tests.support.render import CATALOGUE, ROOT, answers_for, local_answers, render
+from tests.support.render import (
+    CATALOGUE,
+    ROOT,
+    answers_for,
+    copier_copy_cli,
+    local_answers,
+    render,
+)
 from tools import conda_facts
 
 HOOK = ROOT / "hooks" / "lock_project.py"
@@ -627,24 +634,7 @@ def test_copy_output_fits_80_columns_with_the_default_answers(mirror_url, channe
     answers_file = Path(tempfile.mkdtemp(prefix="mct-")) / "answers.yml"
     answers_file.write_text(yaml.safe_dump(answers(mirror_url, channel_url)))
     destination = answers_file.parent / "project"
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).with_name("copier")),
-            "copy",
-            "--trust",
-            "--defaults",
-            "--vcs-ref",
-            "HEAD",
-            "--data-file",
-            str(answers_file),
-            str(ROOT),
-            str(destination),
-        ],
-        env={**UV_ENV, "ML_TEMPLATE_STRICT": "1"},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = copier_copy_cli(answers_file, destination, {**UV_ENV, "ML_TEMPLATE_STRICT": "1"})
     try:
         assert result.returncode == 0, result.stdout + result.stderr
         # The test's mirror sits at a long temporary path; a user's index URL is shorter.

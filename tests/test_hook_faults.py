@@ -41,7 +41,15 @@ from tests.support import mirror
 from tests.support.cache import cache_root
 from tests.support.compat import tomllib
 from tests.support.index_server import IndexFiles, IndexServer
-from tests.support.render import ANSWER_SETS, CATALOGUE, ROOT, answers_for, local_answers, render
+from tests.support.render import (
+    ANSWER_SETS,
+    CATALOGUE,
+    ROOT,
+    answers_for,
+    copier_copy_cli,
+    local_answers,
+    render,
+)
 
 HOOK = ROOT / "hooks" / "lock_project.py"
 # uv's rule for an index's credential variables: the name in upper case, other characters as "_".
@@ -516,25 +524,8 @@ def test_copier_cli_messages_follow_the_lock_outcome(tmp_path, x86_only_mirror, 
     answers = tmp_path / "answers.yml"
     answers.write_text(yaml.safe_dump(probe_answers(url)))
     destination = tmp_path / "project"
-    copier = Path(sys.executable).with_name("copier")
-    result = subprocess.run(
-        [
-            str(copier),
-            "copy",
-            "--trust",
-            "--defaults",
-            "--vcs-ref",
-            "HEAD",
-            "--data-file",
-            str(answers),
-            str(ROOT),
-            str(destination),
-        ],
-        env={**os.environ, "UV_CACHE_DIR": str(tmp_path / "uv-cache"), "ML_TEMPLATE_STRICT": "0"},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    env = {**os.environ, "UV_CACHE_DIR": str(tmp_path / "uv-cache"), "ML_TEMPLATE_STRICT": "0"}
+    result = copier_copy_cli(answers, destination, env)
     assert result.returncode == 0, result.stderr
     if index == "unreachable":
         assert said(CLASSES["network"], result.stdout)

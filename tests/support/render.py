@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
@@ -45,3 +48,18 @@ def local_answers(mirror_url: str, **overrides) -> dict:
         "conda_channel": overrides.pop("conda_channel", None) or shared_channel_url(),
         **overrides,
     }
+
+
+def copier_copy_cli(
+    answers_file: Path, dst: Path, env: Mapping[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """`copier copy --trust --defaults` from HEAD through Copier's own CLI, as a user types it."""
+    copier = Path(sys.executable).with_name("copier")
+    command = [str(copier), "copy", "--trust", "--defaults", "--vcs-ref", "HEAD"]
+    return subprocess.run(
+        [*command, "--data-file", str(answers_file), str(ROOT), str(dst)],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
