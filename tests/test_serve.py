@@ -66,7 +66,7 @@ def test_http_without_a_store_is_refused_by_name(tmp_path):
     assert not destination.exists()
 
 
-def test_the_serve_question_offers_http_and_none():
+def test_the_serve_question_offers_every_serving_the_catalogue_knows():
     question = yaml.safe_load((ROOT / "copier.yml").read_text())["serve"]
-    assert question["choices"] == ["http", "none"]
-    assert set(CATALOGUE["serving"]) == {"http", "none"}
+    assert question["choices"] == ["http", "mcp", "none"]
+    assert set(CATALOGUE["serving"]) == set(question["choices"])
