@@ -9,6 +9,9 @@ from urllib.request import url2pathname
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
+from tests.support import conda_channel, docker
+from tests.support.built_images import Images
+from tests.support.images import base_images
 from tests.support.index_server import IndexFiles, IndexServer
 from tests.support.mirror import build_mirror, describe_torch_wheel
 
@@ -51,3 +54,19 @@ def http_mirror_url(mirror_url: str) -> Iterator[str]:
     files = IndexFiles.from_mirror(Path(url2pathname(urlparse(mirror_url).path)))
     with IndexServer(files) as server:
         yield server.url
+
+
+@pytest.fixture(scope="module")
+def stand_ins() -> base_images.StandIns:
+    """The stand-in base images in the engine; fails under CI=true without one, else skips."""
+    docker.require_engine()
+    return base_images.ensure()
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory, http_mirror_url, stand_ins) -> Iterator[Images]:
+    """Image builds shared by one test module's tests, removed after it."""
+    with conda_channel.ChannelServer(conda_channel.build_channel()) as channel:
+        built = Images(tmp_path_factory.mktemp("images"), http_mirror_url, channel.url)
+        yield built
+    docker.remove_images(*built.tags)

@@ -11,34 +11,21 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.support import conda_channel, docker
-from tests.support.images import base_images
-from tests.support.render import CATALOGUE, answers_for, local_answers, render
+from tests.support.built_images import PROJECTS, Images
+from tests.support.render import CATALOGUE, answers_for, render
+from tests.support.service_client import LOCKED_DOWN, Api, free_port, logs
 
-PROJECTS: dict[str, dict] = {
-    "defaults": {},
-    "uv-qdrant": {"torch_installer": "uv", "vector_store": "qdrant"},
-    "no-torch": {"ml_libraries": [], "vector_store": "none"},
-    # conda installs faiss; torchaudio's 2.11 line has no conda-forge build, so uv installs torch.
-    "faiss-audio-conda": {"ml_libraries": ["torchaudio"], "vector_store": "faiss"},
-}
-# Files that .dockerignore must keep out of the build context, and so out of the image.
 # The micromamba image's user, prefix and home, as the Dockerfile gets them.
 IMAGE_FACTS = CATALOGUE["image"]
-PROBES = (".env", ".git/probe-git.txt", "data/probe-data.txt", "src/{pkg}/.env")
 DEPENDENCY_STEP = "--no-install-project"
 PROJECT_STEP = "--no-editable"
 GUARD_STEP = '"doctor"]'
@@ -75,68 +62,6 @@ for record in prefix.glob("conda-meta/*.json"):
             conda[norm(parts[-2].split("-")[0])] = record.name
 print(json.dumps({"dists": dists, "conda": conda}))
 """
-
-
-@dataclass
-class Built:
-    project: Path
-    package: str
-    tag: str
-    build: docker.Build
-
-    def run(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
-        return docker.run(self.tag, *args, **kwargs)
-
-
-class Images:
-    """Projects rendered, locked and built once per module, on first use."""
-
-    def __init__(self, root: Path, index_url: str, channel_url: str) -> None:
-        self.root, self.index_url, self.channel_url = root, index_url, channel_url
-        self.built: dict[str, Built] = {}
-        self.tags: list[str] = []
-
-    def project(self, name: str) -> Path:
-        """Render `name`, locked by its hook (uv.lock and the conda lock); plant the probes."""
-        overrides = {"conda_channel": self.channel_url, **PROJECTS[name]}
-        answers = answers_for("default", **local_answers(self.index_url, **overrides))
-        project = render(self.root / name / "project", answers, tasks=True)
-        for lock in ("uv.lock", "conda-linux-64.lock"):
-            assert (project / lock).exists(), f"{name}: the hook wrote no {lock}"
-        package = next((project / "src").iterdir()).name
-        for probe in PROBES:
-            path = project / probe.format(pkg=package)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("PROBE=must-not-reach-the-image\n")
-        return project
-
-    def build(self, project: Path, tag: str, **build_args: str) -> docker.Build:
-        self.tags.append(tag)
-        return docker.build(project, tag, build_args=build_args)
-
-    def get(self, name: str) -> Built:
-        if name not in self.built:
-            project = self.project(name)
-            tag = f"ml-container-template-test/{name}:{uuid.uuid4().hex[:8]}"
-            result = self.build(project, tag)
-            assert result.returncode == 0, f"{name}: build failed\n{result.log[-6000:]}"
-            package = next((project / "src").iterdir()).name
-            self.built[name] = Built(project, package, tag, result)
-        return self.built[name]
-
-
-@pytest.fixture(scope="module")
-def stand_ins() -> base_images.StandIns:
-    docker.require_engine()
-    return base_images.ensure()
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory, http_mirror_url, stand_ins) -> Iterator[Images]:
-    with conda_channel.ChannelServer(conda_channel.build_channel()) as channel:
-        built = Images(tmp_path_factory.mktemp("images"), http_mirror_url, channel.url)
-        yield built
-    docker.remove_images(*built.tags)
 
 
 # --------------------------------------------------------------------------- without an engine
@@ -309,65 +234,6 @@ def test_ingest_then_query_on_a_named_volume_survive_into_a_new_container(images
         assert "cats.txt" in query.stdout and "dogs.md" not in query.stdout
     finally:
         subprocess.run(["docker", "volume", "rm", "--force", volume], capture_output=True)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Api:
-    """The served API over loopback, as any HTTP client sees it."""
-
-    def __init__(self, port: int, container: str) -> None:
-        self.base, self.container = f"http://127.0.0.1:{port}", container
-
-    def call(self, method: str, path: str, body: object = None) -> tuple[int, dict]:
-        data = None if body is None else json.dumps(body).encode()
-        headers = {"content-type": "application/json"}
-        request = urllib.request.Request(self.base + path, data, headers, method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                status, text = response.status, response.read().decode()
-        except urllib.error.HTTPError as error:
-            status, text = error.code, error.read().decode()
-        return status, json.loads(text) if text.startswith("{") else {"text": text}
-
-    def wait_ready(self, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if self.call("GET", "/readyz")[0] == 200:
-                    return
-            except OSError:  # not listening yet
-                pass
-            state = docker.container_state(self.container)
-            assert state == "running", f"the container is {state}:\n{logs(self.container)}"
-            time.sleep(0.5)
-        pytest.fail(f"not ready within {timeout} s:\n{logs(self.container)}")
-
-    def nearest(self, text: str) -> list[str]:
-        status, body = self.call("POST", "/query", {"text": text, "k": 2})
-        assert status == 200, body
-        return [hit["id"] for hit in body["hits"]]
-
-
-def logs(container: str) -> str:
-    result = subprocess.run(["docker", "logs", container], capture_output=True, text=True)
-    return result.stdout[-3000:] + result.stderr[-3000:]
-
-
-# The hardening a deployment should be able to use: nothing written outside the volume and /tmp.
-LOCKED_DOWN = (
-    "--read-only",
-    "--tmpfs",
-    "/tmp",
-    "--cap-drop",
-    "ALL",
-    "--security-opt",
-    "no-new-privileges",
-)
 
 
 @pytest.mark.slow
