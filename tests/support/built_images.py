@@ -2,7 +2,8 @@
 
 Base images are the stand-ins of tests/support/images/ under catalogue.yml's exact tags; the conda
 layer comes from a local channel served on loopback, the torch index from the local mirror
-served on loopback, everything else from PyPI.
+served on loopback, everything else from PyPI. `Images(..., platform="linux/arm64")` builds and
+runs for another platform, FROM the stand-ins its `base_args` name.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ PROJECTS: dict[str, dict] = {
 }
 # Files that .dockerignore must keep out of the build context, and so out of the image.
 PROBES = (".env", ".git/probe-git.txt", "data/probe-data.txt", "src/{pkg}/.env")
+# The conda lock the hook writes for each platform.
+CONDA_LOCKS = {"linux/amd64": "conda-linux-64.lock", "linux/arm64": "conda-linux-aarch64.lock"}
 
 
 @dataclass
@@ -33,16 +36,33 @@ class Built:
     package: str
     tag: str
     build: docker.Build
+    platform: str | None = None
 
     def run(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
-        return docker.run(self.tag, *args, **kwargs)
+        return docker.run(self.tag, *args, platform=self.platform, **kwargs)
 
 
 class Images:
-    """Projects rendered, locked and built once per module, on first use."""
+    """Projects rendered, locked and built once per module, on first use.
 
-    def __init__(self, root: Path, index_url: str, channel_url: str) -> None:
+    `platform` builds and runs for that platform (linux/arm64); `base_args` are build args every
+    build gets (the stand-ins for that platform); `lock_platforms` answers the question of that
+    name (the local answers' linux/amd64 otherwise).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        index_url: str,
+        channel_url: str,
+        *,
+        platform: str | None = None,
+        base_args: dict[str, str] | None = None,
+        lock_platforms: list[str] | None = None,
+    ) -> None:
         self.root, self.index_url, self.channel_url = root, index_url, channel_url
+        self.platform, self.base_args = platform, dict(base_args or {})
+        self.lock_platforms = lock_platforms
         self.built: dict[str, Built] = {}
         self.tags: list[str] = []
 
@@ -50,9 +70,12 @@ class Images:
         """Render `name` (PROJECTS' answers unless given), locked by its hook; plant the probes."""
         chosen = PROJECTS[name] if answers is None else answers
         overrides = {"conda_channel": self.channel_url, **chosen}
+        if self.lock_platforms:
+            overrides.setdefault("lock_platforms", self.lock_platforms)
         answers = answers_for("default", **local_answers(self.index_url, **overrides))
         project = render(self.root / name / "project", answers, tasks=True)
-        for lock in ("uv.lock", "conda-linux-64.lock"):
+        locks = [CONDA_LOCKS[platform] for platform in answers["lock_platforms"]]
+        for lock in ("uv.lock", *locks):
             assert (project / lock).exists(), f"{name}: the hook wrote no {lock}"
         package = next((project / "src").iterdir()).name
         for probe in PROBES:
@@ -63,7 +86,8 @@ class Images:
 
     def build(self, project: Path, tag: str, **build_args: str) -> docker.Build:
         self.tags.append(tag)
-        return docker.build(project, tag, build_args=build_args)
+        arguments = {**self.base_args, **build_args}
+        return docker.build(project, tag, build_args=arguments, platform=self.platform)
 
     def get(self, name: str, answers: dict | None = None) -> Built:
         """The image of project `name`, built on first use (PROJECTS' answers unless given)."""
@@ -73,5 +97,5 @@ class Images:
             result = self.build(project, tag)
             assert result.returncode == 0, f"{name}: build failed\n{result.log[-6000:]}"
             package = next((project / "src").iterdir()).name
-            self.built[name] = Built(project, package, tag, result)
+            self.built[name] = Built(project, package, tag, result, self.platform)
         return self.built[name]

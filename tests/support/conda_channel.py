@@ -6,11 +6,13 @@ version, build string, build number, depends, constrains, per subdir), read from
 feedstocks: a version conda-forge lacks does not exist here, and the catalogue has no say.
 
 What each `.tar.bz2` holds:
-- a Python distribution the image can install (noarch, or linux-64 for CPython 3.11): the files
-  of PyPI's wheel of that very version, its dist-info marked INSTALLER=conda;
-- `pytorch` 2.13.0 cpu_generic for linux-64 and CPython 3.11: the CPU torch wheel from pip's
-  find-links folder, or the synthetic one of tests/support/mirror.py when that wheel is absent;
-- everything else (python itself, native libraries, other subdirs and Pythons, torchvision and
+- a Python distribution the image can install (noarch, or linux-64 or linux-aarch64 for CPython
+  3.11): the files of PyPI's wheel of that very version for that machine, its dist-info marked
+  INSTALLER=conda;
+- `pytorch` 2.13.0 cpu_generic for CPython 3.11: on linux-64 the CPU torch wheel from pip's
+  find-links folder, on linux-aarch64 PyPI's aarch64 wheel when it is a CPU build (see
+  tests/support/mirror.py), else the mirror's synthetic `+cpu` wheel for that machine;
+- everything else (python itself, native libraries, other Pythons, torchvision and
   torchaudio, whose PyPI wheels are CUDA builds): no files, only its metadata. The interpreter
   comes from the image's stand-in base (or from uv on the host).
 
@@ -56,13 +58,20 @@ from rattler import MatchSpec
 
 from tests.support.cache import cache_root
 from tests.support.loopback import LoopbackServer
-from tests.support.mirror import TORCH_VERSION, build_synthetic_torch, real_torch_wheel
+from tests.support.mirror import (
+    AARCH64_WHEEL_TAG,
+    TORCH_VERSION,
+    build_synthetic_torch,
+    pypi_cpu_torch,
+    real_torch_wheel,
+)
 from tools import conda_facts
 from tools.conda_facts import Record
 
 PYPI_JSON = "https://pypi.org/pypi/{name}/json"
 PYTHON = "3.11"  # the stand-in base's Python: the only one whose compiled packages get files
-IMAGE_SUBDIR = "linux-64"
+# The subdirs images install from, and the machine their wheels are built for.
+IMAGE_SUBDIRS = {"linux-64": "x86_64", "linux-aarch64": "aarch64"}
 TORCH = TORCH_VERSION.split("+")[0]
 # conda packages whose PyPI distribution has another name, as the catalogue maps them.
 PYPI_NAMES = yaml.safe_load(conda_facts.CATALOGUE.read_text(encoding="utf-8"))["conda"][
@@ -70,6 +79,8 @@ PYPI_NAMES = yaml.safe_load(conda_facts.CATALOGUE.read_text(encoding="utf-8"))["
 ]
 # Their PyPI wheels are CUDA builds on Linux: never repacked as conda's CPU builds.
 NO_FILES = {"torchvision", "torchaudio"}
+# PyPI has no wheel of the recorded version for that subdir's machine: metadata only there.
+NO_WHEEL = {("linux-aarch64", "torchcodec")}
 # Python distributions the channel carries older builds of: the `lagging` stand-in installs those.
 LAGGING = ("sympy", "networkx")
 BUILD_TIMESTAMP_MS = conda_facts.TIMESTAMP_MS
@@ -79,10 +90,10 @@ BUILD_TIMESTAMP_MS = conda_facts.TIMESTAMP_MS
 
 
 @functools.cache
-def supported_tags() -> frozenset[Tag]:
-    """Wheel tags a CPython 3.11 on manylinux x86_64 accepts."""
-    platforms = [f"manylinux_2_{minor}_x86_64" for minor in range(28, 16, -1)]
-    platforms += ["manylinux2014_x86_64", "linux_x86_64"]
+def supported_tags(machine: str = "x86_64") -> frozenset[Tag]:
+    """Wheel tags a CPython 3.11 on manylinux `machine` (x86_64, aarch64) accepts."""
+    platforms = [f"manylinux_2_{minor}_{machine}" for minor in range(28, 16, -1)]
+    platforms += [f"manylinux2014_{machine}", f"linux_{machine}"]
     return frozenset(
         [
             *cpython_tags((3, 11), platforms=platforms),
@@ -91,8 +102,8 @@ def supported_tags() -> frozenset[Tag]:
     )
 
 
-def download_wheel(name: str, version: str, folder: Path) -> Path:
-    """The wheel of `name==version` for CPython 3.11 linux x86_64, checked against PyPI's sha256."""
+def download_wheel(name: str, version: str, folder: Path, machine: str = "x86_64") -> Path:
+    """The wheel of `name==version` for CPython 3.11 linux `machine`, checked against PyPI's sha256."""
     page = PYPI_JSON.format(name=name)
     with urllib.request.urlopen(page, timeout=60) as response:
         files = json.load(response)["releases"].get(version, [])
@@ -100,7 +111,7 @@ def download_wheel(name: str, version: str, folder: Path) -> Path:
         filename = file["filename"]
         if not filename.endswith(".whl"):
             continue
-        if not supported_tags() & parse_wheel_filename(filename)[3]:
+        if not supported_tags(machine) & parse_wheel_filename(filename)[3]:
             continue
         target = folder / filename
         if target.exists() and sha256_of(target) == file["digests"]["sha256"]:
@@ -118,7 +129,7 @@ def download_wheel(name: str, version: str, folder: Path) -> Path:
         partial.replace(target)
         return target
     raise RuntimeError(
-        f"PyPI has no CPython 3.11 linux x86_64 wheel of {name}=={version}, which "
+        f"PyPI has no CPython 3.11 linux {machine} wheel of {name}=={version}, which "
         "facts/conda-forge.yml records as a conda-forge build: the channel cannot give it files"
     )
 
@@ -235,16 +246,23 @@ def is_python_distribution(record: Record) -> bool:
     return record.noarch == "python" or "python" in depends
 
 
-def wheel_for(record: Record, wheels: Path, torch_wheel: Path) -> Path | None:
-    """The wheel whose files this build carries, or None for a build that carries none."""
+def wheel_for(record: Record, wheels: Path, torch_wheels: dict[str, Path]) -> Path | None:
+    """The wheel whose files this build carries, or None for a build that carries none.
+
+    `torch_wheels` holds the CPU torch wheel of each image subdir.
+    """
     installable = record.noarch == "python" or (
-        record.subdir == IMAGE_SUBDIR and record.python == PYTHON
+        record.subdir in IMAGE_SUBDIRS and record.python == PYTHON
     )
     if not installable or record.name in NO_FILES or not is_python_distribution(record):
         return None
+    if (record.subdir, record.name) in NO_WHEEL:
+        return None
     if record.name == "pytorch":
-        return torch_wheel if record.version == TORCH and "generic" in record.build else None
-    return download_wheel(pypi_name(record.name), record.version, wheels)
+        wanted = record.version == TORCH and "generic" in record.build
+        return torch_wheels[record.subdir] if wanted else None
+    machine = IMAGE_SUBDIRS.get(record.subdir, "x86_64")  # noarch: any machine's wheel is it
+    return download_wheel(pypi_name(record.name), record.version, wheels, machine)
 
 
 # ----------------------------------------------------------------------------- the channel
@@ -255,12 +273,20 @@ def _torch_wheel(wheels: Path, synthetic: bool | None) -> Path:
     return real or build_synthetic_torch(wheels / "synthetic", TORCH_VERSION)
 
 
-def _cache_key(torch_wheel: Path) -> str:
+def _aarch64_torch(synthetic: bool | None) -> Path | None:
+    """PyPI's aarch64 CPU torch wheel for the line, or None where the channel makes a synthetic."""
+    return None if synthetic else pypi_cpu_torch(TORCH_VERSION)[0]
+
+
+def _cache_key(torch_wheel: Path, aarch64_torch: Path | None) -> str:
     inputs = {
         "builder": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
         "facts": hashlib.sha256(conda_facts.FACTS.read_bytes()).hexdigest(),
         "expander": hashlib.sha256(Path(conda_facts.__file__).read_bytes()).hexdigest(),
         "torch": [torch_wheel.name, torch_wheel.stat().st_size],
+        "torch-aarch64": [aarch64_torch.name, aarch64_torch.stat().st_size]
+        if aarch64_torch
+        else "synthetic",
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -275,32 +301,39 @@ def build_channel(root: Path | None = None, *, synthetic_torch: bool | None = No
     root = root or cache_root()
     wheels = root / "wheels"
     torch_wheel = _torch_wheel(wheels, synthetic_torch)
-    channel = root / "conda-channel" / _cache_key(torch_wheel)
+    aarch64_torch = _aarch64_torch(synthetic_torch)
+    channel = root / "conda-channel" / _cache_key(torch_wheel, aarch64_torch)
     channel.parent.mkdir(parents=True, exist_ok=True)
     with open(channel.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (channel / "noarch" / "repodata.json").exists():
-            _build(channel, wheels, torch_wheel)
+            _build(channel, wheels, torch_wheel, aarch64_torch)
     return channel
 
 
-def _build(channel: Path, wheels: Path, torch_wheel: Path) -> None:
+def _build(channel: Path, wheels: Path, torch_wheel: Path, aarch64_torch: Path | None) -> None:
     from rattler.index import index_fs
 
     staging = Path(tempfile.mkdtemp(prefix=".building-", dir=channel.parent))
     try:
         for subdir in ("noarch", *conda_facts.SUBDIRS):
             (staging / subdir).mkdir()
+        torch_wheels = {
+            "linux-64": torch_wheel,
+            "linux-aarch64": aarch64_torch
+            or build_synthetic_torch(staging / ".torch", TORCH_VERSION, AARCH64_WHEEL_TAG),
+        }
         for record in conda_facts.records():
-            wheel = wheel_for(record, wheels, torch_wheel)
+            wheel = wheel_for(record, wheels, torch_wheels)
             if wheel is None:
                 write_package(CondaPackage(record, {}), staging)
                 continue
             with zipfile.ZipFile(wheel) as archive:
                 # torch unpacks to ~700 MB: the fastest bzip2 level keeps the build near a minute.
-                level = 1 if wheel == torch_wheel else 9
+                level = 1 if wheel in torch_wheels.values() else 9
                 package = CondaPackage(record, wheel_files(wheel, archive, record))
                 write_package(package, staging, level)
+        shutil.rmtree(staging / ".torch", ignore_errors=True)
         asyncio.run(index_fs(staging, write_zst=False, write_shards=False))
         shutil.rmtree(staging / ".tmp", ignore_errors=True)
         if channel.exists():

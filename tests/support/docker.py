@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 START_HINT = "start one with `bash .ci/docker-engine start`"
+ARM64_HINT = "set it up with `bash .ci/arm64-emulation`"
+BINFMT_AARCH64 = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
 
 
 def engine_answers() -> bool:
@@ -34,6 +36,37 @@ def require_engine() -> None:
     message = f"no Docker engine with buildx answers: {START_HINT}"
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI=true requires the image tests: {message}", pytrace=False)
+    pytest.skip(message)
+
+
+def arm64_unavailable() -> str | None:
+    """Why this engine cannot build and run linux/arm64 images, or None when it can.
+
+    The engine is local, so the host's binfmt_misc decides: aarch64 binaries need qemu registered
+    with the F flag, which keeps the interpreter usable inside containers.
+    """
+    if os.uname().machine == "aarch64":
+        return None
+    if not BINFMT_AARCH64.exists():
+        return f"no aarch64 entry in binfmt_misc ({BINFMT_AARCH64})"
+    entry = BINFMT_AARCH64.read_text()
+    if not entry.startswith("enabled"):
+        return f"the aarch64 binfmt_misc entry is disabled ({BINFMT_AARCH64})"
+    flags = re.search(r"^flags: *(\S*)", entry, re.M)
+    if not flags or "F" not in flags.group(1):
+        return "qemu-aarch64 is registered without the F (fix-binary) flag, so not in containers"
+    return None
+
+
+def require_arm64() -> None:
+    """An engine that builds linux/arm64: skip naming why, or fail under CI=true."""
+    require_engine()
+    why = arm64_unavailable()
+    if why is None:
+        return
+    message = f"linux/arm64 images cannot be built here: {why}; {ARM64_HINT}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true requires the arm64 image tests: {message}", pytrace=False)
     pytest.skip(message)
 
 
@@ -70,8 +103,12 @@ def build(
     labels: dict[str, str] | None = None,
     network: str = "host",
     timeout: float = 1800,
+    platform: str | None = None,
 ) -> Build:
-    """Build `context` (its own Dockerfile, unmodified) into the engine's images as `tag`."""
+    """Build `context` (its own Dockerfile, unmodified) into the engine's images as `tag`.
+
+    `platform` (linux/arm64) builds for another platform; the engine's own otherwise.
+    """
     command = [
         "docker",
         "buildx",
@@ -82,6 +119,8 @@ def build(
         "--tag",
         tag,
     ]
+    if platform:
+        command += ["--platform", platform]
     for key, value in (build_args or {}).items():
         command += ["--build-arg", f"{key}={value}"]
     for key, value in (labels or {}).items():
@@ -101,9 +140,12 @@ def run(
     env: dict[str, str] | None = None,
     entrypoint: str | None = None,
     timeout: float = 300,
+    platform: str | None = None,
 ) -> subprocess.CompletedProcess:
     """`docker run --rm --network none image args...`, output captured as text."""
     command = ["docker", "run", "--rm", "--network", "none"]
+    if platform:
+        command += ["--platform", platform]
     for volume in volumes:
         command += ["--volume", volume]
     for key, value in (env or {}).items():
@@ -158,10 +200,14 @@ def image_label(tag: str, key: str) -> str | None:
     return value if result.returncode == 0 and value not in ("", "<no value>") else None
 
 
-def image_config(tag: str, field: str) -> str:
-    """One field of an image's config (`User`, `Entrypoint`, ...), as Go's template prints it."""
+def image_config(tag: str, field: str, section: str = ".Config") -> str:
+    """One field of an image's config (`User`, `Entrypoint`, ...), as Go's template prints it.
+
+    `section=""` reads a top-level field (`Architecture`) as plain text.
+    """
+    template = f"{{{{ json {section}.{field} }}}}" if section else f"{{{{ .{field} }}}}"
     return subprocess.run(
-        ["docker", "image", "inspect", "--format", f"{{{{ json .Config.{field} }}}}", tag],
+        ["docker", "image", "inspect", "--format", template, tag],
         capture_output=True,
         text=True,
         check=True,

@@ -4,6 +4,10 @@ download.pytorch.org is unreachable from test machines, so tests point the templ
 `torch_index_url` answer at a directory laid out like a simple index. It serves the real
 CPU torch wheel from pip's find-links folder (PIP_FIND_LINKS or pip's config) when one is
 there, and a tiny synthetic `+cpu` wheel otherwise. Nothing built here is ever committed.
+
+With `machines=("x86_64", "aarch64")` it serves aarch64 wheels too, for arm64 locks and images:
+PyPI's aarch64 torch wheel of the same release when that is a CPU build (downloaded into the
+cache), a synthetic `+cpu` one otherwise. From 2.11 on, PyPI's aarch64 wheels are CUDA 13 builds.
 """
 
 from __future__ import annotations
@@ -11,17 +15,39 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import json
 import os
 import shutil
 import subprocess
 import sys
+import urllib.request
 import zipfile
 from collections.abc import Callable
+from email.parser import HeaderParser
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from packaging.requirements import Requirement
+
+from tests.support.cache import cache_root
+
 TORCH_VERSION = "2.13.0+cpu"
 WHEEL_TAG = "cp311-cp311-manylinux_2_28_x86_64"
+# The same wheels for linux/arm64, and where PyPI's copy of the release is looked up.
+AARCH64_WHEEL_TAG = "cp311-cp311-manylinux_2_28_aarch64"
+TAGS = {"x86_64": WHEEL_TAG, "aarch64": AARCH64_WHEEL_TAG}
+PYPI_SIMPLE = "https://pypi.org/simple/{name}/"
+# What a linux/arm64 image's Python is, for reading a wheel's requirement markers.
+AARCH64_MARKERS = {
+    "platform_system": "Linux",
+    "sys_platform": "linux",
+    "platform_machine": "aarch64",
+    "python_version": "3.11",
+    "python_full_version": "3.11.2",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+    "os_name": "posix",
+}
 
 
 def _folders(links: str, origin: str) -> list[tuple[Path, str]]:
@@ -127,7 +153,9 @@ def build_wheel(
     return wheel
 
 
-def build_synthetic_torch(folder: Path, version: str = TORCH_VERSION) -> Path:
+def build_synthetic_torch(
+    folder: Path, version: str = TORCH_VERSION, tag: str = WHEEL_TAG
+) -> Path:
     """A minimal importable CPU `torch`: no CUDA, same tags as the real wheel."""
     files = {
         "torch/__init__.py": (
@@ -136,13 +164,95 @@ def build_synthetic_torch(folder: Path, version: str = TORCH_VERSION) -> Path:
         "torch/version.py": f'__version__ = "{version}"\ncuda = None\n'.encode(),
         "torch/cuda.py": b"def is_available():\n    return False\n",
     }
-    return build_wheel(folder, "torch", version, files, ("filelock", "typing-extensions>=4.10.0"))
+    requires = ("filelock", "typing-extensions>=4.10.0")
+    return build_wheel(folder, "torch", version, files, requires, tag)
 
 
-def build_companion(folder: Path, name: str, version: str, torch_version: str) -> Path:
+def build_companion(
+    folder: Path, name: str, version: str, torch_version: str, tag: str = WHEEL_TAG
+) -> Path:
     """A synthetic torchvision or torchaudio `+cpu` wheel tied to one torch release."""
     files = {f"{name}/__init__.py": f'__version__ = "{version}"\n'.encode()}
-    return build_wheel(folder, name, version, files, (f"torch=={torch_version}",))
+    return build_wheel(folder, name, version, files, (f"torch=={torch_version}",), tag)
+
+
+# ----------------------------------------------------------------------------- PyPI's aarch64 torch
+
+
+def cuda_requirements(wheel: Path) -> list[str]:
+    """What marks a wheel as a CUDA build on linux/arm64: its CUDA requirements and version."""
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = next(
+            n for n in archive.namelist() if n.endswith(".dist-info/METADATA") and n.count("/") == 1
+        )
+        headers = HeaderParser().parsestr(archive.read(metadata).decode())
+        version_py = archive.read("torch/version.py").decode()
+    found = []
+    for line in headers.get_all("Requires-Dist") or []:
+        requirement = Requirement(line)
+        applies = requirement.marker is None or requirement.marker.evaluate(
+            {**AARCH64_MARKERS, "extra": ""}
+        )
+        if applies and requirement.name.lower().startswith(("nvidia-", "cuda-")):
+            found.append(f"{requirement.name}{requirement.specifier}")
+    if "cuda: Optional[str] = None" not in version_py and "cuda = None" not in version_py:
+        found.append("torch.version.cuda is set")
+    return found
+
+
+def pypi_cpu_torch(version: str = TORCH_VERSION) -> tuple[Path | None, str]:
+    """PyPI's cp311 aarch64 torch wheel of `version`'s release if it is a CPU build, else why not.
+
+    Downloaded once into the cache and checked against PyPI's sha256; a CUDA build is deleted
+    and only the verdict kept, so it is not fetched again.
+    """
+    release = version.split("+")[0]
+    filename = f"torch-{release}-{AARCH64_WHEEL_TAG}.whl"
+    folder = cache_root() / "torch-aarch64"
+    verdict = folder / f"{filename}.verdict.json"
+    if verdict.exists():
+        found = json.loads(verdict.read_text())
+        if found["cuda"]:
+            return None, f"PyPI's {filename} is a CUDA build: {', '.join(found['cuda'][:3])}"
+        if (folder / filename).exists():
+            return folder / filename, f"PyPI's {filename}, a CPU build"
+    request = urllib.request.Request(
+        PYPI_SIMPLE.format(name="torch"), headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            files = json.load(response)["files"]
+    except OSError as error:
+        return None, f"PyPI did not answer for torch ({error})"
+    entry = next((f for f in files if f["filename"] == filename), None)
+    if entry is None:
+        return None, f"PyPI has no {filename}"
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f"{filename}.part"
+    with urllib.request.urlopen(entry["url"], timeout=900) as response, open(partial, "wb") as out:
+        shutil.copyfileobj(response, out, 1 << 20)
+    digest = hashlib.sha256()
+    with open(partial, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != entry["hashes"]["sha256"]:
+        partial.unlink()
+        return None, f"{filename}: sha256 differs from PyPI's"
+    cuda = cuda_requirements(partial)
+    verdict.write_text(json.dumps({"sha256": entry["hashes"]["sha256"], "cuda": cuda}))
+    if cuda:
+        partial.unlink()
+        return None, f"PyPI's {filename} is a CUDA build: {', '.join(cuda[:3])}"
+    partial.replace(folder / filename)
+    return folder / filename, f"PyPI's {filename}, a CPU build"
+
+
+def aarch64_torch(folder: Path, *, synthetic: bool | None = None) -> tuple[Path, str]:
+    """The aarch64 torch the mirror serves for the catalogue's line, and where it came from."""
+    real, why = (None, "synthetic=True") if synthetic else pypi_cpu_torch()
+    if real is not None:
+        return real, f"real: {why}"
+    return build_synthetic_torch(folder, TORCH_VERSION, AARCH64_WHEEL_TAG), f"synthetic ({why})"
 
 
 def project_page(wheels: list[Path], href: Callable[[Path], str]) -> str:
@@ -172,19 +282,27 @@ COMPANIONS = {
 }
 
 
-def build_mirror(root: Path, *, synthetic: bool | None = None) -> str:
+def build_mirror(
+    root: Path, *, synthetic: bool | None = None, machines: tuple[str, ...] = ("x86_64",)
+) -> str:
     """Create a PEP 503 index under `root` serving the torch family; return its `file://` URL.
 
     `synthetic=None` uses the real torch wheel when present; True forces the synthetic one.
     The older torch line, torchvision and torchaudio are always synthetic: one torch is on disk.
+    `machines` adds the same set for aarch64 (see `aarch64_torch`).
     """
     wheels = root / "wheels"
-    torch = None if synthetic else real_torch_wheel()
-    if torch is None:
-        torch = build_synthetic_torch(wheels)
+    pages: dict[str, list[Path]] = {"torch": [], **{name: [] for name in COMPANIONS}}
+    for machine in machines:
+        tag = TAGS[machine]
+        if machine == "aarch64":
+            torch = aarch64_torch(wheels, synthetic=synthetic)[0]
+        else:
+            torch = (None if synthetic else real_torch_wheel()) or build_synthetic_torch(wheels)
+        pages["torch"] += [torch, build_synthetic_torch(wheels, OLDER_TORCH, tag)]
+        for name, releases in COMPANIONS.items():
+            pages[name] += [build_companion(wheels, name, v, t, tag) for v, t in releases]
     index_root = root / "simple"
-    write_project_page(index_root, "torch", [torch, build_synthetic_torch(wheels, OLDER_TORCH)])
-    for name, releases in COMPANIONS.items():
-        built = [build_companion(wheels, name, version, torch) for version, torch in releases]
+    for name, built in pages.items():
         write_project_page(index_root, name, built)
     return index_root.resolve().as_uri()

@@ -10,6 +10,11 @@ FROM these images:
   `cuda` (slips a CUDA package in) and `old` (answers --version as micromamba 2.0.5).
 Each image carries a label with a hash of its inputs and is rebuilt only when they change.
 `ensure()` is safe to call from several processes: a file lock serialises the builds.
+
+`ensure_platform("linux/arm64")` builds the same two images for another platform, under tags of
+their own: this engine (Docker 20.10, one image per tag) resolves a FROM tag to its local image
+only when that image's platform is the one being built, and asks the registry otherwise. The
+arm64 builds name them with the Dockerfile's own UV_IMAGE and MICROMAMBA_IMAGE build args.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -27,8 +33,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.docker import build, image_label
-from tests.support.images.rootfs import CACHE, rootfs_key, rootfs_tarball
+from tests.support.docker import build, image_config, image_label
+from tests.support.images.rootfs import CACHE, NATIVE, rootfs_key, rootfs_tarball
 from tests.support.render import CATALOGUE
 
 HERE = Path(__file__).resolve().parent
@@ -45,6 +51,23 @@ class StandIns:
     lagging: str
     cuda: str
     old: str
+
+
+@dataclass(frozen=True)
+class PlatformStandIns:
+    """The plain stand-ins built for one other platform, and the build args that name them."""
+
+    platform: str
+    uv: str
+    micromamba: str
+
+    @property
+    def build_args(self) -> dict[str, str]:
+        return {"UV_IMAGE": self.uv, "MICROMAMBA_IMAGE": self.micromamba}
+
+
+# Docker's architecture names and uv's wheel tags for them.
+MACHINES = {"amd64": "x86_64", "arm64": "aarch64"}
 
 
 def digest(*parts: bytes | str) -> str:
@@ -109,12 +132,12 @@ def uv_wheel(version: str, machine: str) -> Path:
     return wheels[0]
 
 
-def ensure_uv(tag: str) -> None:
-    version = tag.rsplit(":", 1)[1]
-    machine = engine_machine()
+def ensure_uv(tag: str, version: str | None = None, platform: str | None = None) -> None:
+    version = version or tag.rsplit(":", 1)[1]
+    machine = MACHINES[platform.split("/")[1]] if platform else engine_machine()
     wheel = uv_wheel(version, machine)
     dockerfile = "FROM scratch\nCOPY uv uvx /\n"
-    inputs = digest(dockerfile, wheel.read_bytes())
+    inputs = digest(dockerfile, wheel.read_bytes(), *([platform] if platform else []))
     if image_label(tag, INPUTS_LABEL) == inputs:
         return
     with tempfile.TemporaryDirectory() as work:
@@ -127,34 +150,55 @@ def ensure_uv(tag: str) -> None:
                     target.write_bytes(archive.read(name))
                     target.chmod(0o755)
         assert (context / "uv").exists() and (context / "uvx").exists(), f"no uv in {wheel}"
-        result = build(context, tag, labels={INPUTS_LABEL: inputs}, network="none")
+        result = build(
+            context, tag, labels={INPUTS_LABEL: inputs}, network="none", platform=platform
+        )
         assert result.returncode == 0, result.log
 
 
-def ensure_rootfs() -> None:
-    key = rootfs_key()
-    if image_label(ROOTFS_TAG, INPUTS_LABEL) == key:
-        return
-    subprocess.run(
-        [
-            "docker",
-            "import",
-            "--change",
-            f"LABEL {INPUTS_LABEL}={key}",
-            str(rootfs_tarball()),
-            ROOTFS_TAG,
-        ],
-        check=True,
-        capture_output=True,
-    )
+def ensure_rootfs(arch: str = NATIVE) -> str:
+    """The Debian root filesystem imported as an image of `arch`; returns its tag."""
+    tag = ROOTFS_TAG if arch == NATIVE else f"{ROOTFS_TAG}-{arch}"
+    key = rootfs_key(arch)
+    if image_label(tag, INPUTS_LABEL) == key and image_config(tag, "Architecture", "") == arch:
+        return tag
+    if arch == NATIVE:
+        subprocess.run(
+            [
+                "docker",
+                "import",
+                "--change",
+                f"LABEL {INPUTS_LABEL}={key}",
+                str(rootfs_tarball()),
+                tag,
+            ],
+            check=True,
+            capture_output=True,
+        )
+        return tag
+    # This engine's `docker import` ignores --platform: a build records the architecture.
+    with tempfile.TemporaryDirectory(dir=CACHE, prefix="rootfs-context-") as work:
+        context = Path(work)
+        os.link(rootfs_tarball(arch), context / "rootfs.tar")
+        (context / "Dockerfile").write_text("FROM scratch\nADD rootfs.tar /\n")
+        result = build(
+            context,
+            tag,
+            labels={INPUTS_LABEL: key},
+            network="none",
+            platform=f"linux/{arch}",
+        )
+    assert result.returncode == 0, result.log
+    return tag
 
 
-def ensure_micromamba(tags: dict[str, str]) -> None:
+def ensure_micromamba(tags: dict[str, str], platform: str | None = None) -> None:
     """Build each target of micromamba/Dockerfile ({"plain": tag, "lagging": tag, ...})."""
-    ensure_rootfs()
+    arch = platform.split("/")[1] if platform else NATIVE
+    rootfs = ensure_rootfs(arch)
     files = sorted(path for path in (HERE / "micromamba").iterdir() if path.is_file())
     base_inputs = digest(
-        rootfs_key(),
+        rootfs_key(arch),
         HOST_CA_BUNDLE.read_bytes(),
         *(f"{p.name}:{p.stat().st_mode & 0o111}" for p in files),
         *(p.read_bytes() for p in files),
@@ -170,10 +214,11 @@ def ensure_micromamba(tags: dict[str, str]) -> None:
             result = build(
                 context,
                 tag,
-                build_args={"ROOTFS": ROOTFS_TAG, "VERSION": micromamba_version()},
+                build_args={"ROOTFS": rootfs, "VERSION": micromamba_version()},
                 target=target,
                 labels={INPUTS_LABEL: inputs},
                 network="none",
+                platform=platform,
             )
         assert result.returncode == 0, result.log
 
@@ -207,5 +252,25 @@ def ensure() -> StandIns:
     return stand_ins
 
 
+def ensure_platform(platform: str) -> PlatformStandIns:
+    """The uv and plain micromamba stand-ins for `platform` (linux/arm64), under their own tags."""
+    arch = platform.split("/")[1]
+    uv_version = CATALOGUE["images"]["uv"].rsplit(":", 1)[1]
+    micromamba_version_tag = CATALOGUE["images"]["micromamba"].rsplit(":", 1)[1]
+    stand_ins = PlatformStandIns(
+        platform=platform,
+        uv=f"ml-container-template/uv-stand-in:{uv_version}-{arch}",
+        micromamba=f"{VARIANT_REPOSITORY}:{micromamba_version_tag}-{arch}",
+    )
+    with build_lock():
+        ensure_uv(stand_ins.uv, uv_version, platform)
+        ensure_micromamba({"plain": stand_ins.micromamba}, platform)
+    return stand_ins
+
+
 if __name__ == "__main__":
-    print(json.dumps(ensure().__dict__, indent=2))
+    # `python -m tests.support.images.base_images [linux/arm64]`
+    if len(sys.argv) > 1:
+        print(json.dumps(ensure_platform(sys.argv[1]).__dict__, indent=2))
+    else:
+        print(json.dumps(ensure().__dict__, indent=2))

@@ -2,6 +2,8 @@
 
 The micromamba stand-in starts from it: no registry is reachable, and the machine's own Debian
 mirror is. The tarball is cached under ~/.cache/ml-container-template/ by a hash of its inputs.
+For another architecture (arm64 on an amd64 machine) debootstrap runs with `--foreign` and its
+second stage runs in a chroot under qemu-user-static, which .ci/arm64-emulation registers.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ PACKAGES = ("python3",)
 # Where the machine is not Debian (GitHub's Ubuntu runners): Debian's own redirector.
 FALLBACK_MIRROR = "http://deb.debian.org/debian"
 CACHE = cache_root()
+# The architecture of the machine's own Debian, which debootstrap builds for by default.
+NATIVE = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
 
 
 def as_root(command: list[str]) -> list[str]:
@@ -65,38 +69,46 @@ def ensure_debootstrap() -> str:
     return shutil.which("debootstrap") or "/usr/sbin/debootstrap"
 
 
-def rootfs_key() -> str:
-    """What the tarball depends on: suite, mirror and packages."""
+def rootfs_key(arch: str = NATIVE) -> str:
+    """What the tarball depends on: suite, mirror, packages, and a foreign architecture."""
     inputs = f"{SUITE}|{debian_mirror()}|minbase|{','.join(PACKAGES)}"
+    if arch != NATIVE:  # the native key predates foreign ones: keep it, and its cached tarball
+        inputs += f"|{arch}"
     return hashlib.sha256(inputs.encode()).hexdigest()[:16]
 
 
-def rootfs_tarball() -> Path:
-    """The cached tarball, made by debootstrap on first use (a few minutes)."""
-    target = CACHE / f"debian-{SUITE}-minbase-{rootfs_key()}.tar"
+def _run(command: list[str], what: str) -> None:
+    result = subprocess.run(as_root(command), capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+
+
+def rootfs_tarball(arch: str = NATIVE) -> Path:
+    """The cached tarball, made by debootstrap on first use (minutes; more under emulation)."""
+    suffix = "" if arch == NATIVE else f"-{arch}"
+    target = CACHE / f"debian-{SUITE}-minbase{suffix}-{rootfs_key(arch)}.tar"
     if target.exists():
         return target
     CACHE.mkdir(parents=True, exist_ok=True)
     debootstrap = ensure_debootstrap()
+    foreign = arch != NATIVE
     with tempfile.TemporaryDirectory(dir=CACHE, prefix="rootfs-") as work:
         root = Path(work) / "root"
-        result = subprocess.run(
-            as_root(
-                [
-                    debootstrap,
-                    "--variant=minbase",
-                    f"--include={','.join(PACKAGES)}",
-                    SUITE,
-                    str(root),
-                    debian_mirror(),
-                ]
-            ),
-            capture_output=True,
-            text=True,
-            check=False,
+        options = [f"--arch={arch}", "--foreign"] if foreign else []
+        _run(
+            [
+                debootstrap,
+                "--variant=minbase",
+                *options,
+                f"--include={','.join(PACKAGES)}",
+                SUITE,
+                str(root),
+                debian_mirror(),
+            ],
+            "debootstrap",
         )
-        if result.returncode != 0:
-            raise RuntimeError(f"debootstrap failed:\n{result.stdout[-3000:]}{result.stderr}")
+        if foreign:  # unpacked only: configure the packages with the tree's own binaries
+            _run(["chroot", str(root), "/debootstrap/debootstrap", "--second-stage"], "second stage")
         # Downloaded .debs and apt lists are not part of a base image.
         subprocess.run(
             as_root(
