@@ -39,6 +39,18 @@ def test_build_without_build_args_runs_plain_docker_build(project):
     assert dry_run(project, "build") == ["time docker build -t test-service .".split()]
 
 
+@pytest.mark.parametrize("platform", ["linux/arm64", "linux/amd64,linux/arm64"])
+def test_build_takes_a_platform_or_both(project, platform):
+    lines = dry_run(project, "build", f"PLATFORM={platform}")
+    assert lines == [f"time docker build --platform {platform} -t test-service .".split()]
+
+
+def test_platform_is_documented_in_the_help_comment(project):
+    makefile = (project / "Makefile").read_text(encoding="utf-8")
+    build = next(line for line in makefile.splitlines() if line.startswith("build:"))
+    assert "PLATFORM=linux/arm64" in build.split("##", 1)[1]
+
+
 def test_build_args_are_documented_in_the_help_comment(project):
     makefile = (project / "Makefile").read_text(encoding="utf-8")
     build = next(line for line in makefile.splitlines() if line.startswith("build:"))
