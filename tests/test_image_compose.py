@@ -1,0 +1,168 @@
+"""The generated compose.yaml, run by Docker Compose v2 on the default project's built image.
+
+Compose networks are bridges on private ranges, which must not carry test traffic here: a
+test-only override puts the service on the host's network, bound to 127.0.0.1 on a free port.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.service_client import Api, free_port
+
+COMPOSE_HINT = "`bash .ci/docker-engine start` installs the Compose v2 plugin"
+
+
+def compose_answers() -> bool:
+    try:
+        subprocess.run(
+            ["docker", "compose", "version"], capture_output=True, check=True, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return True
+
+
+def require_compose() -> None:
+    """Skip without Compose v2; under CI=true fail instead, since the test must run there."""
+    if compose_answers():
+        return
+    message = f"no Docker Compose v2 plugin answers (`docker compose version`): {COMPOSE_HINT}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true requires the compose test: {message}", pytrace=False)
+    pytest.skip(message)
+
+
+def test_without_compose_the_test_fails_under_ci_and_skips_elsewhere(monkeypatch, tmp_path):
+    # No docker on PATH, so no compose either.
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true requires the compose test"):
+        require_compose()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="installs the Compose v2 plugin"):
+        require_compose()
+
+
+def override(tag: str, service: str, prefix: str, port: int) -> str:
+    """The test's only changes: the built image, the host's loopback, the hashing embedder.
+
+    `!reset` is Compose's tag for dropping what the generated file sets.
+    """
+    return f"""\
+services:
+  {service}:
+    image: {json.dumps(tag)}
+    # The image is built already: nothing to build or pull.
+    build: !reset null
+    pull_policy: never
+    network_mode: host
+    ports: !reset []
+    environment:
+      {prefix}HOST: 127.0.0.1
+      {prefix}PORT: "{port}"
+      {prefix}EMBEDDER: hashing
+"""
+
+
+class Compose:
+    """`docker compose` on the generated file plus the override, under a project name of its own."""
+
+    def __init__(self, project: Path, override_file: Path) -> None:
+        self.name = f"mlct-test-{uuid.uuid4().hex[:8]}"
+        self.base = [
+            "docker",
+            "compose",
+            "--project-name",
+            self.name,
+            "--project-directory",
+            str(project),
+            "--file",
+            str(project / "compose.yaml"),
+            "--file",
+            str(override_file),
+        ]
+
+    def __call__(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*self.base, *args], capture_output=True, text=True, timeout=timeout, check=False
+        )
+
+    def must(self, *args: str, timeout: float = 300) -> str:
+        result = self(*args, timeout=timeout)
+        assert result.returncode == 0, f"compose {' '.join(args)}:\n{result.stdout}{result.stderr}"
+        return result.stdout
+
+    def health(self, service: str) -> str:
+        rows = self.must("ps", "--all", "--format", "json", service).strip()
+        # Compose prints one JSON object per line (an array in some older releases).
+        parsed = [json.loads(line) for line in rows.splitlines() if line.strip()]
+        entries = parsed[0] if parsed and isinstance(parsed[0], list) else parsed
+        return ",".join(str(entry.get("Health", "")) for entry in entries)
+
+    def logs(self) -> str:
+        result = self("logs", "--no-color")
+        return (result.stdout + result.stderr)[-4000:]
+
+
+@pytest.mark.slow
+@pytest.mark.image
+def test_compose_serves_healthy_and_keeps_its_data_across_down_and_up(images, tmp_path):
+    require_compose()
+    built = images.get("defaults")
+    project = built.project
+    services = yaml.safe_load((project / "compose.yaml").read_text(encoding="utf-8"))["services"]
+    [service] = services
+    port = free_port()
+    override_file = tmp_path / "compose.test.yaml"
+    override_file.write_text(
+        override(built.tag, service, f"{built.package.upper()}_", port), encoding="utf-8"
+    )
+    compose = Compose(project, override_file)
+    config = yaml.safe_load(compose.must("config"))["services"][service]
+    assert config["network_mode"] == "host" and not config.get("ports"), config
+    assert "build" not in config and config["image"] == built.tag, config
+    try:
+        # --wait returns once the image's HEALTHCHECK reports healthy (and fails if it cannot).
+        compose.must("up", "--detach", "--wait", "--wait-timeout", "240", timeout=300)
+        assert compose.health(service) == "healthy", compose.logs()
+        api = Api(port, f"{compose.name}-{service}-1")
+        documents = [
+            {"id": "cats", "text": "Cats purr, nap in the sun and chase mice in the garden."},
+            {"id": "rivers", "text": "Rain runs down from the mountains to the sea in rivers."},
+        ]
+        assert api.call("POST", "/documents", {"documents": documents}) == (
+            200,
+            {"added": 2, "count": 2},
+        ), compose.logs()
+
+        # `down` keeps named volumes: the next `up` opens the same store.
+        compose.must("down", timeout=120)
+        volumes = subprocess.run(
+            ["docker", "volume", "ls", "--quiet", "--filter", f"name={compose.name}_data"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        assert volumes == [f"{compose.name}_data"], volumes
+        compose.must("up", "--detach", "--wait", "--wait-timeout", "240", timeout=300)
+        assert compose.health(service) == "healthy", compose.logs()
+        assert api.nearest("which animal chases mice?") == ["cats", "rivers"], compose.logs()
+        status, body = api.call("GET", "/readyz")
+        assert status == 200, body
+    finally:
+        compose("down", "--volumes", "--timeout", "30", timeout=180)
+    left = subprocess.run(
+        ["docker", "volume", "ls", "--quiet", "--filter", f"name={compose.name}_"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert left == [], f"`down --volumes` left {left}"
