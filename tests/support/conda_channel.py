@@ -103,7 +103,7 @@ def supported_tags(machine: str = "x86_64") -> frozenset[Tag]:
 
 
 def download_wheel(name: str, version: str, folder: Path, machine: str = "x86_64") -> Path:
-    """The wheel of `name==version` for CPython 3.11 linux `machine`, checked against PyPI's sha256."""
+    """`name==version` for CPython 3.11 on linux `machine`, checked against PyPI's sha256."""
     page = PYPI_JSON.format(name=name)
     with urllib.request.urlopen(page, timeout=60) as response:
         files = json.load(response)["releases"].get(version, [])

@@ -153,9 +153,7 @@ def build_wheel(
     return wheel
 
 
-def build_synthetic_torch(
-    folder: Path, version: str = TORCH_VERSION, tag: str = WHEEL_TAG
-) -> Path:
+def build_synthetic_torch(folder: Path, version: str = TORCH_VERSION, tag: str = WHEEL_TAG) -> Path:
     """A minimal importable CPU `torch`: no CUDA, same tags as the real wheel."""
     files = {
         "torch/__init__.py": (

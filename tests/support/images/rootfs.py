@@ -108,7 +108,9 @@ def rootfs_tarball(arch: str = NATIVE) -> Path:
             "debootstrap",
         )
         if foreign:  # unpacked only: configure the packages with the tree's own binaries
-            _run(["chroot", str(root), "/debootstrap/debootstrap", "--second-stage"], "second stage")
+            _run(
+                ["chroot", str(root), "/debootstrap/debootstrap", "--second-stage"], "second stage"
+            )
         # Downloaded .debs and apt lists are not part of a base image.
         subprocess.run(
             as_root(
