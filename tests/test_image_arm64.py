@@ -11,6 +11,7 @@ layer: the conda installer's image, and the uv installer's image.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -26,8 +27,6 @@ from tests.support.images import base_images
 from tests.support.index_server import IndexFiles, IndexServer
 from tests.support.mirror import TORCH_VERSION, build_mirror
 from tests.support.render import CATALOGUE
-
-pytestmark = [pytest.mark.slow, pytest.mark.image]
 
 PLATFORM = "linux/arm64"
 IMAGE_FACTS = CATALOGUE["image"]
@@ -103,7 +102,26 @@ def ingest_then_query(built: Built, docs: Path) -> tuple[str, str]:
         subprocess.run(["docker", "volume", "rm", "--force", volume], capture_output=True)
 
 
+def test_without_emulation_arm64_tests_fail_under_ci_and_skip_elsewhere(monkeypatch, tmp_path):
+    if os.uname().machine == "aarch64":
+        pytest.skip("an arm64 machine builds arm64 natively: there is nothing to miss")
+    monkeypatch.setattr(docker, "BINFMT_AARCH64", tmp_path / "qemu-aarch64")
+    monkeypatch.setattr(docker, "require_engine", lambda: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true requires the arm64 image tests"):
+        docker.require_arm64()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match=r"no aarch64 entry in binfmt_misc.*arm64-emul"):
+        docker.require_arm64()
+    # Registered without F, qemu is not reachable from inside a container.
+    (tmp_path / "qemu-aarch64").write_text("enabled\ninterpreter /usr/bin/qemu-aarch64\nflags: P\n")
+    with pytest.raises(pytest.skip.Exception, match="without the F"):
+        docker.require_arm64()
+
+
 @pytest.mark.parametrize("name", sorted(PROJECTS))
+@pytest.mark.slow
+@pytest.mark.image
 def test_the_arm64_image_runs_a_cpu_torch_on_aarch64_passes_the_doctor_and_answers(
     arm64_images, name, tmp_path
 ):
