@@ -13,6 +13,7 @@ cache), a synthetic `+cpu` one otherwise. From 2.11 on, PyPI's aarch64 wheels ar
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import html
 import json
@@ -202,47 +203,52 @@ def pypi_cpu_torch(version: str = TORCH_VERSION) -> tuple[Path | None, str]:
     """PyPI's cp311 aarch64 torch wheel of `version`'s release if it is a CPU build, else why not.
 
     Downloaded once into the cache and checked against PyPI's sha256; a CUDA build is deleted
-    and only the verdict kept, so it is not fetched again.
+    and only the verdict kept, so it is not fetched again. Test processes share the download.
     """
-    release = version.split("+")[0]
-    filename = f"torch-{release}-{AARCH64_WHEEL_TAG}.whl"
+    filename = f"torch-{version.split('+')[0]}-{AARCH64_WHEEL_TAG}.whl"
     folder = cache_root() / "torch-aarch64"
-    verdict = folder / f"{filename}.verdict.json"
-    if verdict.exists():
-        found = json.loads(verdict.read_text())
-        if found["cuda"]:
-            return None, f"PyPI's {filename} is a CUDA build: {', '.join(found['cuda'][:3])}"
-        if (folder / filename).exists():
-            return folder / filename, f"PyPI's {filename}, a CPU build"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{filename}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        verdict = folder / f"{filename}.verdict.json"
+        if not verdict.exists():
+            try:
+                found = _fetch_and_judge(filename, folder)
+            except OSError as error:  # offline: the synthetic wheel, and try again next time
+                return None, f"PyPI did not serve {filename} ({error})"
+            if isinstance(found, str):
+                return None, found
+            verdict.write_text(json.dumps({"cuda": found}))
+        cuda = json.loads(verdict.read_text())["cuda"]
+    if cuda:
+        return None, f"PyPI's {filename} is a CUDA build: {', '.join(cuda[:3])}"
+    return folder / filename, f"PyPI's {filename}, a CPU build"
+
+
+def _fetch_and_judge(filename: str, folder: Path) -> list[str] | str:
+    """Download `filename` from PyPI into `folder`: its CUDA requirements (kept only if none)."""
     request = urllib.request.Request(
         PYPI_SIMPLE.format(name="torch"), headers={"Accept": "application/vnd.pypi.simple.v1+json"}
     )
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            files = json.load(response)["files"]
-    except OSError as error:
-        return None, f"PyPI did not answer for torch ({error})"
-    entry = next((f for f in files if f["filename"] == filename), None)
+    with urllib.request.urlopen(request, timeout=120) as response:
+        entry = next((f for f in json.load(response)["files"] if f["filename"] == filename), None)
     if entry is None:
-        return None, f"PyPI has no {filename}"
-    folder.mkdir(parents=True, exist_ok=True)
+        return f"PyPI has no {filename}"
     partial = folder / f"{filename}.part"
-    with urllib.request.urlopen(entry["url"], timeout=900) as response, open(partial, "wb") as out:
-        shutil.copyfileobj(response, out, 1 << 20)
     digest = hashlib.sha256()
-    with open(partial, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
+    with urllib.request.urlopen(entry["url"], timeout=900) as response, open(partial, "wb") as out:
+        for block in iter(lambda: response.read(1 << 20), b""):
             digest.update(block)
+            out.write(block)
     if digest.hexdigest() != entry["hashes"]["sha256"]:
         partial.unlink()
-        return None, f"{filename}: sha256 differs from PyPI's"
+        return f"{filename}: sha256 differs from PyPI's"
     cuda = cuda_requirements(partial)
-    verdict.write_text(json.dumps({"sha256": entry["hashes"]["sha256"], "cuda": cuda}))
     if cuda:
         partial.unlink()
-        return None, f"PyPI's {filename} is a CUDA build: {', '.join(cuda[:3])}"
-    partial.replace(folder / filename)
-    return folder / filename, f"PyPI's {filename}, a CPU build"
+    else:
+        partial.replace(folder / filename)
+    return cuda
 
 
 def aarch64_torch(folder: Path, *, synthetic: bool | None = None) -> tuple[Path, str]:
