@@ -262,6 +262,8 @@ def ensure_platform(platform: str) -> PlatformStandIns:
         uv=f"ml-container-template/uv-stand-in:{uv_version}-{arch}",
         micromamba=f"{VARIANT_REPOSITORY}:{micromamba_version_tag}-{arch}",
     )
+    # debootstrap under emulation takes minutes: not while holding the lock amd64 stand-ins wait on.
+    rootfs_tarball(arch)
     with build_lock():
         ensure_uv(stand_ins.uv, uv_version, platform)
         ensure_micromamba({"plain": stand_ins.micromamba}, platform)
