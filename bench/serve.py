@@ -58,6 +58,8 @@ PROJECT_NAME = "Bench Service"
 MODEL_IN_WHEEL = f"{MODEL_PACKAGE['import']}/model/"
 BATCH = 64  # texts per POST /documents: the API's limit
 UNLOADED_QUERIES = 20
+# The service gives torch one CPU less than its quota (service.py); the baseline does the same.
+TORCH_THREADS = max(1, (os.cpu_count() or 1) - 1)
 # The derived image the generated README describes: the model in the image, the Hub never asked.
 BAKE_DOCKERFILE = """\
 FROM {image}
@@ -69,7 +71,7 @@ NAIVE = r"""
 import json, os, sys, time
 import torch
 from sentence_transformers import SentenceTransformer
-torch.set_num_threads(os.cpu_count() or 1)  # as the service sizes its pool
+torch.set_num_threads(int(sys.argv[2]))  # as many threads as the service gives torch
 texts = json.load(sys.stdin)
 model = SentenceTransformer(os.environ[sys.argv[1]], device="cpu")
 encode = lambda batch: model.encode(batch, normalize_embeddings=True, convert_to_numpy=True)
@@ -276,7 +278,7 @@ def naive_rates(texts: list[str], prefix: str) -> dict:
     """Texts per second through the model alone in the baked image: one per call, 64 per call."""
     result = subprocess.run(
         ["docker", "run", "--rm", "--interactive", "--network", "none", MODEL_TAG]
-        + ["python", "-c", NAIVE, f"{prefix}EMBEDDING_MODEL"],
+        + ["python", "-c", NAIVE, f"{prefix}EMBEDDING_MODEL", str(TORCH_THREADS)],
         input=json.dumps(texts),
         capture_output=True,
         text=True,
@@ -290,6 +292,7 @@ def naive_rates(texts: list[str], prefix: str) -> dict:
         "naive_rate": timing["count"] / timing["one"],
         "model_batched_rate": timing["count"] / timing["batched"],
         "naive_texts": timing["count"],
+        "torch_threads": TORCH_THREADS,
     }
 
 
