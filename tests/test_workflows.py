@@ -450,6 +450,17 @@ def test_live_data_file_holds_the_answer_set(live, tmp_path, name):
     assert data == answers_for(name)
 
 
+def test_live_images_build_on_every_catalogue_runner_and_serve_a_real_model(live):
+    image = live["jobs"]["image"]
+    assert image["runs-on"] == "${{ matrix.runner }}"
+    assert image["strategy"]["matrix"]["runner"] == list(CATALOGUE["runners"].values())
+    lines = run_lines({"jobs": {"image": image}})
+    # The default command serves: the report is asked for by name, so the step ends.
+    assert 'docker run --rm "$IMAGE" python -m live_image report' in lines
+    assert any("/readyz" in line for line in lines)
+    assert """grep -q '"id":"cats"' query.json""" in lines
+
+
 def test_live_projects_render_from_head_against_the_defaults_then_verify(live):
     lines = run_lines({"jobs": {"project": live["jobs"]["project"]}})
     copy = next(line for line in lines if line.startswith("uvx copier copy"))
