@@ -45,15 +45,15 @@ import yaml
 
 from bench import counting_proxy, footprint
 from bench.footprint import output_to  # fds 1 and 2 into a log, as the hook writes
-from tests.support import conda_channel
-from tests.support import docker as engine
-from tests.support.cache import cache_root
-from tests.support.compat import tomllib
-from tests.support.images import base_images as standins
-from tests.support.index_server import IndexFiles, IndexServer
-from tests.support.locks import uv_lock
-from tests.support.mirror import build_mirror
-from tests.support.render import CATALOGUE, render
+from harness import conda_channel
+from harness import docker as engine
+from harness.cache import cache_root
+from harness.compat import tomllib
+from harness.images import base_images as standins
+from harness.index_server import IndexFiles, IndexServer
+from harness.locks import uv_lock
+from harness.mirror import build_mirror
+from harness.render import CATALOGUE, render
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = cache_root() / "bench"

@@ -27,9 +27,9 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-from tests.support.locks import load_lock_report, uv_lock
-from tests.support.mirror import build_mirror, real_torch_wheel
-from tests.support.render import render as support_render
+from harness.locks import load_lock_report, uv_lock
+from harness.mirror import build_mirror, real_torch_wheel
+from harness.render import render as support_render
 
 ROOT = Path(__file__).resolve().parents[1]
 UV = os.environ.get("UV") or shutil.which("uv") or "uv"  # the uv the hook would use

@@ -42,14 +42,14 @@ from urllib.request import url2pathname
 
 from bench import loopback_load, serve_figures
 from bench.footprint import output_to  # fds 1 and 2 into a log, as the hook writes
-from tests.support import conda_channel
-from tests.support import docker as engine
-from tests.support.cache import cache_root
-from tests.support.images import base_images as standins
-from tests.support.index_server import IndexFiles, IndexServer
-from tests.support.mirror import build_mirror
-from tests.support.render import CATALOGUE, answers_for, local_answers, render
-from tests.support.service_client import free_port
+from harness import conda_channel
+from harness import docker as engine
+from harness.cache import cache_root
+from harness.images import base_images as standins
+from harness.index_server import IndexFiles, IndexServer
+from harness.mirror import build_mirror
+from harness.render import CATALOGUE, answers_for, local_answers, render
+from harness.service_client import free_port
 
 CACHE = cache_root() / "bench" / "serve"
 IMAGE_TAG, MODEL_TAG = "mlct-bench/serve:latest", "mlct-bench/serve-model:latest"

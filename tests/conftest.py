@@ -9,11 +9,11 @@ from urllib.request import url2pathname
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
-from tests.support import conda_channel, docker
-from tests.support.built_images import Images
-from tests.support.images import base_images
-from tests.support.index_server import IndexFiles, IndexServer
-from tests.support.mirror import build_mirror, describe_torch_wheel
+from harness import conda_channel, docker
+from harness.built_images import Images
+from harness.images import base_images
+from harness.index_server import IndexFiles, IndexServer
+from harness.mirror import build_mirror, describe_torch_wheel
 
 # Hypothesis: deterministic in CI (fixed seed, no example database, 200 examples per property);
 # HYPOTHESIS_PROFILE=thorough explores ten times as many, from a random seed.

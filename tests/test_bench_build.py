@@ -16,7 +16,7 @@ import pytest
 
 from bench import build as bench
 from bench import counting_proxy as proxy_module
-from tests.support.compat import tomllib
+from harness.compat import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB

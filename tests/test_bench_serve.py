@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 
 from bench import loopback_load, serve, serve_figures
-from tests.support.loopback import LoopbackServer
+from harness.loopback import LoopbackServer
 
 
 def test_the_corpus_and_the_queries_are_the_same_on_every_run():

@@ -20,8 +20,8 @@ from packaging.version import Version
 from rattler import MatchSpec
 from rattler.exceptions import SolverError
 
-from tests.support.conda_channel import build_channel, channel_records
-from tests.support.render import ANSWER_SETS, CATALOGUE, answers_for, render
+from harness.conda_channel import build_channel, channel_records
+from harness.render import ANSWER_SETS, CATALOGUE, answers_for, render
 from tools import conda_facts
 
 FACTS = conda_facts.load()

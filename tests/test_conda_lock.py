@@ -1,6 +1,6 @@
 """The conda layer's lock: written at copy, by `make lock` and on update; uv.lock agrees with it.
 
-Projects lock against the local conda channel of tests/support/conda_channel.py (the builds
+Projects lock against the local conda channel of harness/conda_channel.py (the builds
 facts/conda-forge.yml records, with real PyPI wheels' files where an image installs them),
 served on loopback, and against the local CPU torch mirror. What a lock holds is checked against the
 channel's own repodata, not against what scripts/conda_lock.py says of itself.
@@ -30,15 +30,15 @@ from packaging.version import Version
 from rattler import MatchSpec
 from rattler.explicit_environment import ExplicitEnvironmentSpec
 
-from tests.support.compat import tomllib
-from tests.support.conda_channel import (
+from harness.compat import tomllib
+from harness.conda_channel import (
     LAGGING,
     ChannelServer,
     build_channel,
     channel_records,
     unreachable_url,
 )
-from tests.support.render import (
+from harness.render import (
     CATALOGUE,
     ROOT,
     answers_for,

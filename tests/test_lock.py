@@ -15,11 +15,11 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from tests.support import checks
-from tests.support.dockerfile_uv import CONDA_PREFIX, sync_steps
-from tests.support.locks import UV_ENV, locked_package, read_lock
-from tests.support.mirror import build_wheel
-from tests.support.render import ANSWER_SETS, CATALOGUE, answers_for, local_answers, render
+from harness import checks
+from harness.dockerfile_uv import CONDA_PREFIX, sync_steps
+from harness.locks import UV_ENV, locked_package, read_lock
+from harness.mirror import build_wheel
+from harness.render import ANSWER_SETS, CATALOGUE, answers_for, local_answers, render
 
 AMD64_PY311 = {
     "sys_platform": "linux",

@@ -1,6 +1,6 @@
 """Tests for the generated scripts/lock_report.py (default answers) against real `uv lock` locks.
 
-The CPU index is a local PEP 503 mirror (tests/support/mirror.py); the "plain PyPI" case
+The CPU index is a local PEP 503 mirror (harness/mirror.py); the "plain PyPI" case
 resolves torch from PyPI, which brings in the CUDA wheels the report must flag.
 """
 
@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from packaging.pylock import Pylock
 
-from tests.support.locks import load_lock_report, locked_package, read_lock, uv_lock
-from tests.support.mirror import build_mirror
-from tests.support.render import CATALOGUE
+from harness.locks import load_lock_report, locked_package, read_lock, uv_lock
+from harness.mirror import build_mirror
+from harness.render import CATALOGUE
 
 AMD64 = "sys_platform == 'linux' and platform_machine == 'x86_64'"
 ARM64 = "sys_platform == 'linux' and platform_machine == 'aarch64'"

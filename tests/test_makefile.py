@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.render import answers_for, render
+from harness.render import answers_for, render
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
 

@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from tests.support.mirror import (
+from harness.mirror import (
     AARCH64_WHEEL_TAG,
     TORCH_VERSION,
     WHEEL_TAG,
@@ -25,7 +25,7 @@ from tests.support.mirror import (
     cuda_requirements,
     find_torch_wheel,
 )
-from tests.support.render import ROOT
+from harness.render import ROOT
 
 WHEEL_NAME = f"torch-{TORCH_VERSION}-{WHEEL_TAG}.whl"
 

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from packaging.specifiers import SpecifierSet
 
-from tests.support.registry_standins import (
+from harness.registry_standins import (
     Standins,
     admitted_ranges,
     closed_port_url,
@@ -30,7 +30,7 @@ from tests.support.registry_standins import (
     pypi_project,
     registry_tags,
 )
-from tests.support.render import ANSWER_SETS, CATALOGUE, ROOT, answers_for, render
+from harness.render import ANSWER_SETS, CATALOGUE, ROOT, answers_for, render
 from tools.pins import USES_LINE, workflow_files
 
 SOURCES = ("pypi", "cpu", "conda", "registry", "github")

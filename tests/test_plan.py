@@ -12,7 +12,7 @@ import pytest
 from jinja2 import FileSystemLoader
 from jinja2.sandbox import SandboxedEnvironment
 
-from tests.support.render import CATALOGUE, ROOT
+from harness.render import CATALOGUE, ROOT
 
 NEWEST, WITH_TORCHAUDIO = CATALOGUE["torch_releases"][:2]
 DEFAULTS = {

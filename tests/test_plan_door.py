@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from jinja2 import Environment, meta, nodes
 
-from tests.support.render import CATALOGUE, ROOT
+from harness.render import CATALOGUE, ROOT
 from tests.test_plan import plan
 from tools import uv_line
 

@@ -30,9 +30,9 @@ from hypothesis import assume, event, example, given, note, settings
 from hypothesis import strategies as st
 from validate_pyproject import api as validate_pyproject
 
-from tests.support import checks
-from tests.support.compat import tomllib
-from tests.support.render import CATALOGUE, render
+from harness import checks
+from harness.compat import tomllib
+from harness.render import CATALOGUE, render
 
 pytestmark = pytest.mark.filterwarnings("ignore::copier.errors.DirtyLocalWarning")
 

@@ -23,15 +23,15 @@ import pytest
 import yaml
 from copier import run_update
 
-from tests.support.registry_standins import (
+from harness.registry_standins import (
     Standins,
     admitted_ranges,
     closed_port_url,
     conda_channel,
     pypi_project,
 )
-from tests.support.render import CATALOGUE, ROOT
-from tests.support.updates import (
+from harness.render import CATALOGUE, ROOT
+from harness.updates import (
     USER_DEPENDENCY,
     assert_lock_follows,
     assert_user_edits_kept,

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.compat import tomllib
-from tests.support.render import ROOT
-from tests.support.updates import commit_all, git
+from harness.compat import tomllib
+from harness.render import ROOT
+from harness.updates import commit_all, git
 from tests.test_workflows import load
 
 WORKFLOW = ROOT / ".github" / "workflows" / "release.yml"

@@ -12,10 +12,10 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.support import checks
-from tests.support.compat import tomllib
-from tests.support.locks import TORCH_FAMILY
-from tests.support.render import ANSWER_SETS, CATALOGUE, answers_for, render
+from harness import checks
+from harness.compat import tomllib
+from harness.locks import TORCH_FAMILY
+from harness.render import ANSWER_SETS, CATALOGUE, answers_for, render
 
 INDEX_NAME = CATALOGUE["torch_index_name"]
 

@@ -7,14 +7,14 @@ import sys
 
 import pytest
 
-from tests.support.compat import tomllib
-from tests.support.render import ROOT
+from harness.compat import tomllib
+from harness.render import ROOT
 
 # Files that running the suite, ruff, mypy or uv leaves in the clone. Copier renders from the
 # clone, so any of these left untracked would dirty it and record a `_commit` only it has.
 CACHES = [
     "tests/__pycache__/test_render.cpython-311.pyc",
-    "tests/support/__pycache__/render.cpython-313.pyc",
+    "harness/__pycache__/render.cpython-313.pyc",
     "hooks/__pycache__/lock_project.cpython-310.pyc",
     "tools/__pycache__/pins.cpython-312.pyc",
     "bench/__pycache__/build.cpython-311.pyc",
@@ -55,7 +55,7 @@ def test_no_tracked_file_is_ignored():
 def test_compiling_the_repo_leaves_nothing_untracked():
     """Bytecode for every module, as importing them would write it: git must not see any."""
     subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", "bench", "hooks", "tests", "tools"],
+        [sys.executable, "-m", "compileall", "-q", "bench", "harness", "hooks", "tests", "tools"],
         cwd=ROOT,
         capture_output=True,
         check=False,  # a file mid-edit may not compile; the others still get their bytecode

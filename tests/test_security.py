@@ -23,12 +23,12 @@ from pathlib import Path
 import dockerfile
 import pytest
 
-from tests.support import mirror
-from tests.support.compat import tomllib
-from tests.support.dockerignore import DockerIgnore
-from tests.support.index_server import IndexFiles, IndexServer
-from tests.support.locks import TORCH_FAMILY, locked_packages, uv_lock
-from tests.support.render import ANSWER_SETS, CATALOGUE, ROOT, answers_for, local_answers, render
+from harness import mirror
+from harness.compat import tomllib
+from harness.dockerignore import DockerIgnore
+from harness.index_server import IndexFiles, IndexServer
+from harness.locks import TORCH_FAMILY, locked_packages, uv_lock
+from harness.render import ANSWER_SETS, CATALOGUE, ROOT, answers_for, local_answers, render
 
 pytestmark = pytest.mark.filterwarnings("ignore::copier.errors.DirtyLocalWarning")
 
@@ -248,7 +248,7 @@ def test_base_images_pinned_by_version_and_by_digest_on_demand(rendered):
 # --------------------------------------------------------------------------- build context
 
 # Docker's own matcher tests (moby/patternmatcher TestMatches, MatchesOrParentMatches): the port
-# in tests/support/dockerignore.py must agree with each before it is trusted with the template.
+# in harness/dockerignore.py must agree with each before it is trusted with the template.
 DOCKER_CASES = [
     (["**"], "dir/file", True),
     (["**/"], "dir/file", True),

@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tests.support import checks
-from tests.support.compat import tomllib
-from tests.support.render import ANSWER_SETS, CATALOGUE, ROOT, answers_for, local_answers, render
+from harness import checks
+from harness.compat import tomllib
+from harness.render import ANSWER_SETS, CATALOGUE, ROOT, answers_for, local_answers, render
 from tests.test_stores import assert_generated_tests_pass, assert_types_check, synced_project
 
 STORE_SETS = sorted(

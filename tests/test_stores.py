@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.compat import tomllib
-from tests.support.render import CATALOGUE, answers_for, local_answers, render
+from harness.compat import tomllib
+from harness.render import CATALOGUE, answers_for, local_answers, render
 
 STORE_MODULES = {
     name: store["module"] for name, store in CATALOGUE["stores"].items() if "module" in store

@@ -17,8 +17,8 @@ import pytest
 import yaml
 from copier import run_copy, run_update
 
-from tests.support.render import ROOT, answers_for, local_answers
-from tests.support.updates import (
+from harness.render import ROOT, answers_for, local_answers
+from harness.updates import (
     assert_lock_follows,
     assert_user_edits_kept,
     commit_all,

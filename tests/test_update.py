@@ -21,10 +21,10 @@ import pytest
 import yaml
 from copier import run_update
 
-from tests.support.compat import tomllib
-from tests.support.mirror import build_mirror
-from tests.support.render import CATALOGUE, ROOT
-from tests.support.updates import (
+from harness.compat import tomllib
+from harness.mirror import build_mirror
+from harness.render import CATALOGUE, ROOT
+from harness.updates import (
     GIT_ENV,
     MARKER,
     assert_lock_follows,

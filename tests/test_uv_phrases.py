@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import mirror
-from tests.support.index_server import IndexFiles, IndexServer
-from tests.support.render import CATALOGUE, ROOT
+from harness import mirror
+from harness.index_server import IndexFiles, IndexServer
+from harness.render import CATALOGUE, ROOT
 from tests.test_hook_faults import closed_port_url, read_only_prefix
 
 sys.path.insert(0, str(ROOT / "hooks"))

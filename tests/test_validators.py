@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tests.support.render import CATALOGUE, ROOT, answers_for, render
+from harness.render import CATALOGUE, ROOT, answers_for, render
 
 # Columns of the terminal the questions are checked against.
 WIDTH = 80

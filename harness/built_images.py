@@ -1,6 +1,6 @@
 """Generated projects rendered, locked and built once per test module, shared by its tests.
 
-Base images are the stand-ins of tests/support/images/ under catalogue.yml's exact tags; the conda
+Base images are the stand-ins of harness/images/ under catalogue.yml's exact tags; the conda
 layer comes from a local channel served on loopback, the torch index from the local mirror
 served on loopback, everything else from PyPI. `Images(..., platform="linux/arm64")` builds and
 runs for another platform, FROM the stand-ins its `base_args` name.
@@ -13,8 +13,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support import docker
-from tests.support.render import answers_for, local_answers, render
+from harness import docker
+from harness.render import answers_for, local_answers, render
 
 # The projects image tests build, by name: answers over the defaults.
 PROJECTS: dict[str, dict] = {

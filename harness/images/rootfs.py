@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.support.cache import cache_root
+from harness.cache import cache_root
 
 SUITE = "bookworm"  # its python3 is 3.11, the Python the image tests lock for
 PACKAGES = ("python3",)

@@ -13,8 +13,8 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
-from tests.support.compat import tomllib
-from tests.support.render import CATALOGUE, answers_for, render
+from harness.compat import tomllib
+from harness.render import CATALOGUE, answers_for, render
 
 # The packages that must come from the CPU index, as the catalogue marks them.
 TORCH_FAMILY = {lib["pypi"] for lib in CATALOGUE["libraries"].values() if lib.get("torch_family")}

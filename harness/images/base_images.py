@@ -33,9 +33,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.docker import build, image_config, image_label
-from tests.support.images.rootfs import CACHE, NATIVE, rootfs_key, rootfs_tarball
-from tests.support.render import CATALOGUE
+from harness.docker import build, image_config, image_label
+from harness.images.rootfs import CACHE, NATIVE, rootfs_key, rootfs_tarball
+from harness.render import CATALOGUE
 
 HERE = Path(__file__).resolve().parent
 INPUTS_LABEL = "org.ml-container-template.stand-in-inputs"
@@ -271,7 +271,7 @@ def ensure_platform(platform: str) -> PlatformStandIns:
 
 
 if __name__ == "__main__":
-    # `python -m tests.support.images.base_images [linux/arm64]`
+    # `python -m harness.images.base_images [linux/arm64]`
     if len(sys.argv) > 1:
         print(json.dumps(ensure_platform(sys.argv[1]).__dict__, indent=2))
     else:

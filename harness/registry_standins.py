@@ -18,7 +18,7 @@ from urllib.parse import quote
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
-from tests.support.loopback import LoopbackServer
+from harness.loopback import LoopbackServer
 
 PEP691_JSON = "application/vnd.pypi.simple.v1+json"
 WHEEL_TAG = "cp311-cp311-manylinux_2_28_x86_64"

@@ -11,7 +11,7 @@ What each `.tar.bz2` holds:
   INSTALLER=conda;
 - `pytorch` 2.13.0 cpu_generic for CPython 3.11: on linux-64 the CPU torch wheel from pip's
   find-links folder, on linux-aarch64 PyPI's aarch64 wheel when it is a CPU build (see
-  tests/support/mirror.py), else the mirror's synthetic `+cpu` wheel for that machine;
+  harness/mirror.py), else the mirror's synthetic `+cpu` wheel for that machine;
 - everything else (python itself, native libraries, other Pythons, torchvision and
   torchaudio, whose PyPI wheels are CUDA builds): no files, only its metadata. The interpreter
   comes from the image's stand-in base (or from uv on the host).
@@ -56,9 +56,9 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 from rattler import MatchSpec
 
-from tests.support.cache import cache_root
-from tests.support.loopback import LoopbackServer
-from tests.support.mirror import (
+from harness.cache import cache_root
+from harness.loopback import LoopbackServer
+from harness.mirror import (
     AARCH64_WHEEL_TAG,
     TORCH_VERSION,
     build_synthetic_torch,

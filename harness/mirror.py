@@ -30,7 +30,7 @@ from urllib.parse import unquote, urlparse
 
 from packaging.requirements import Requirement
 
-from tests.support.cache import cache_root
+from harness.cache import cache_root
 
 TORCH_VERSION = "2.13.0+cpu"
 WHEEL_TAG = "cp311-cp311-manylinux_2_28_x86_64"

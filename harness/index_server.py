@@ -15,8 +15,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from tests.support.loopback import LoopbackServer
-from tests.support.mirror import project_page
+from harness.loopback import LoopbackServer
+from harness.mirror import project_page
 
 FAULTS = ("none", "503", "404", "slow", "truncated")
 
@@ -29,7 +29,7 @@ class IndexFiles:
 
     @classmethod
     def from_mirror(cls, index_root: Path) -> IndexFiles:
-        """The same projects and wheels as a `file://` index built by tests/support/mirror.py."""
+        """The same projects and wheels as a `file://` index built by harness/mirror.py."""
         projects = {}
         for page in sorted(index_root.glob("*/index.html")):
             hrefs = re.findall(r'href="([^"#]+)', page.read_text(encoding="utf-8"))

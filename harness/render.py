@@ -10,9 +10,9 @@ from pathlib import Path
 import yaml
 from copier import run_copy
 
-from tests.support.conda_channel import shared_channel_url
+from harness.conda_channel import shared_channel_url
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 ANSWER_SETS: dict[str, dict] = yaml.safe_load((ROOT / "tests" / "answers.yml").read_text())
 CATALOGUE: dict = yaml.safe_load((ROOT / "catalogue.yml").read_text())
 DEFAULT_NAME = "Test Service"

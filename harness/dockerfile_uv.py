@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dockerfile
 
-from tests.support.render import CATALOGUE
+from harness.render import CATALOGUE
 
 CONDA_PREFIX = CATALOGUE["image"]["prefix"]
 

@@ -14,8 +14,8 @@ import yaml
 from copier import run_copy
 from plumbum import local
 
-from tests.support.compat import tomllib
-from tests.support.render import ROOT, answers_for, local_answers
+from harness.compat import tomllib
+from harness.render import ROOT, answers_for, local_answers
 
 IGNORED = shutil.ignore_patterns(
     ".venv", ".git", "__pycache__", ".pytest_cache", ".ruff_cache", "*.pyc"
