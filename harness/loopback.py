@@ -1,7 +1,8 @@
-"""A threaded HTTP server on 127.0.0.1 and a free port, for stand-ins of remote services."""
+"""Loopback for stand-ins of remote services: a threaded HTTP server, and a port none answers."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TypeVar
@@ -36,3 +37,11 @@ class LoopbackServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def closed_port_url() -> str:
+    """An http URL on a loopback port nothing listens on (connection refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/simple"

@@ -41,6 +41,8 @@ from harness import mirror
 from harness.cache import cache_root
 from harness.compat import tomllib
 from harness.index_server import IndexFiles, IndexServer
+from harness.loopback import closed_port_url
+from harness.read_only import read_only_prefix
 from harness.render import (
     ANSWER_SETS,
     CATALOGUE,
@@ -304,14 +306,6 @@ def copier_dependencies(python: str) -> Path:
     return target
 
 
-def closed_port_url() -> str:
-    """An http URL on a loopback port nothing listens on (connection refused)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}/simple"
-
-
 # --------------------------------------------------------------------------- the matrix
 
 
@@ -433,19 +427,6 @@ def test_interrupted_mid_lock(tmp_path, index_files, target):
             case.wait(timeout=60)
             case.output = first_line + case.output
         case.check("interrupted")
-
-
-def read_only_prefix(project: Path) -> tuple[str, ...] | None:
-    """A command prefix that runs the hook with `project` mounted read-only, for root."""
-    script = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" "$0" && exec "$@"'
-    prefix = ("unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(project))
-    if shutil.which("unshare") is None:
-        return None
-    probe = subprocess.run(
-        [*prefix, "sh", "-c", f'! touch "{project}/.probe"'], capture_output=True, check=False
-    )
-    (project / ".probe").unlink(missing_ok=True)
-    return prefix if probe.returncode == 0 else None
 
 
 def test_read_only_project(tmp_path, x86_only_mirror):

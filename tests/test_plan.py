@@ -6,34 +6,12 @@ filter extension), so these tests exercise the template's own logic, not a copy 
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from jinja2 import FileSystemLoader
-from jinja2.sandbox import SandboxedEnvironment
 
-from harness.render import CATALOGUE, ROOT
+from harness.plan import plan
+from harness.render import CATALOGUE
 
 NEWEST, WITH_TORCHAUDIO = CATALOGUE["torch_releases"][:2]
-DEFAULTS = {
-    "package_name": "my_app",
-    "python_version": "3.12",
-    "ml_libraries": ["torch", "sentence-transformers"],
-    "vector_store": "chromadb",
-    "serve": "http",
-    "torch_installer": "conda",
-    "lock_platforms": ["linux/amd64", "linux/arm64"],
-    "torch_index_url": "https://download.pytorch.org/whl/cpu",
-    "conda_channel": "conda-forge",
-}
-ENV = SandboxedEnvironment(
-    loader=FileSystemLoader(ROOT), extensions=["jinja2_ansible_filters.AnsibleCoreFiltersExtension"]
-)
-
-
-def plan(**answers) -> dict:
-    context = {"catalogue": CATALOGUE, **DEFAULTS, **answers}
-    return json.loads(ENV.get_template("includes/plan.jinja").render(context))
 
 
 def test_default_answers():

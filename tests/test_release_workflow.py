@@ -14,7 +14,7 @@ import pytest
 from harness.compat import tomllib
 from harness.render import ROOT
 from harness.updates import commit_all, git
-from tests.test_workflows import load
+from harness.workflows import load
 
 WORKFLOW = ROOT / ".github" / "workflows" / "release.yml"
 CHANGELOG = """# Changelog

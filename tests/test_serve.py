@@ -12,8 +12,8 @@ import yaml
 
 from harness import checks
 from harness.compat import tomllib
+from harness.projects import assert_generated_tests_pass, assert_types_check, synced_project
 from harness.render import ANSWER_SETS, CATALOGUE, ROOT, answers_for, local_answers, render
-from tests.test_stores import assert_generated_tests_pass, assert_types_check, synced_project
 
 STORE_SETS = sorted(
     name for name, answers in ANSWER_SETS.items() if answers.get("vector_store") != "none"

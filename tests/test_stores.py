@@ -16,6 +16,12 @@ from pathlib import Path
 import pytest
 
 from harness.compat import tomllib
+from harness.projects import (
+    assert_generated_tests_pass,
+    assert_types_check,
+    run,
+    synced_project,
+)
 from harness.render import CATALOGUE, answers_for, local_answers, render
 
 STORE_MODULES = {
@@ -28,31 +34,6 @@ DOCS = {
     "nature/rivers.md": "# Rivers\n\nRain runs down from the mountains to the sea in rivers.",
     "compilers.txt": "A compiler translates source code into machine instructions.",
 }
-# No interpreter downloads, and any attempt to fetch a model fails at once instead of hanging.
-OFFLINE = {"UV_PYTHON_DOWNLOADS": "never", "HF_HUB_OFFLINE": "1"}
-
-
-def run(
-    project: Path, *args: str, env: dict[str, str] | None = None, timeout: int = 900
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        args,
-        cwd=project,
-        env={**os.environ, **OFFLINE, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def synced_project(root: Path, answers: dict) -> Path:
-    """Render, lock through the copy task, then `uv sync --locked` as a developer would."""
-    project = render(root / "project", answers, tasks=True)
-    assert (project / "uv.lock").is_file(), "the copy task did not lock the project"
-    result = run(project, "uv", "sync", "--locked", timeout=1800)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return project
 
 
 def app_stderr(result: subprocess.CompletedProcess) -> list[str]:
@@ -71,24 +52,6 @@ def write_docs(folder: Path) -> Path:
         (folder / name).write_text(text, encoding="utf-8")
     (folder / "notes.csv").write_text("not,a,document\n", encoding="utf-8")
     return folder
-
-
-def assert_generated_tests_pass(project: Path) -> str:
-    """Run the project's own tests: all pass and none is skipped. Returns pytest's report."""
-    result = run(project, "uv", "run", "--locked", "pytest", "-v", "-p", "no:cacheprovider")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert " passed" in result.stdout and "failed" not in result.stdout
-    assert "SKIPPED" not in result.stdout and " skipped" not in result.stdout, result.stdout[-3000:]
-    # A fresh project's `make test` is quiet: no pytest deprecation from a plugin it never uses.
-    assert "PytestRemovedIn10Warning" not in result.stdout + result.stderr, result.stdout[-3000:]
-    return result.stdout
-
-
-def assert_types_check(project: Path) -> None:
-    """mypy over src, tests and scripts, as `make lint` and the generated CI run it."""
-    result = run(project, "uv", "run", "--locked", "mypy")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert result.stdout.startswith("Success: no issues found")
 
 
 def assert_doctor_reports_cpu_only(project: Path, store: str) -> str:

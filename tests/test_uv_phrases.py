@@ -21,8 +21,9 @@ import pytest
 
 from harness import mirror
 from harness.index_server import IndexFiles, IndexServer
+from harness.loopback import closed_port_url
+from harness.read_only import read_only_prefix
 from harness.render import CATALOGUE, ROOT
-from tests.test_hook_faults import closed_port_url, read_only_prefix
 
 sys.path.insert(0, str(ROOT / "hooks"))
 import contracts  # noqa: E402  (the hook's own module, as Copier runs it by path)

@@ -17,6 +17,7 @@ import yaml
 from harness import checks
 from harness.checks import tool
 from harness.render import ANSWER_SETS, CATALOGUE, ROOT, answers_for, render
+from harness.workflows import load
 
 TEMPLATE_WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 GENERATED = "generated ci.yml"
@@ -53,14 +54,6 @@ def workflow(request, generated) -> Path:
     if request.param == GENERATED_IMAGE:
         return generated / ".github" / "workflows" / "image.yml"
     return ROOT / ".github" / "workflows" / request.param
-
-
-def load(path: Path) -> dict:
-    # PyYAML reads the `on:` key as True; GitHub reads it as "on".
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if True in data:
-        data["on"] = data.pop(True)
-    return data
 
 
 def steps(data: dict) -> list[dict]:
