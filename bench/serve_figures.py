@@ -7,7 +7,7 @@ import random
 import re
 from collections.abc import Iterator, Sequence
 
-from bench.build import human_bytes, verdict_word
+from bench.text import human_bytes, verdict_word
 
 INGEST_TARGET = 4.0  # the service's batched ingest over one text per call, at least
 P99_TARGET = 10.0  # p99 under load over one unloaded query, at most

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import build as bench
+from bench import build_figures, build_floor, build_log, build_report, build_variants, text
 from bench import counting_proxy as proxy_module
 from harness.compat import tomllib
 
@@ -130,7 +130,7 @@ PLAIN_LOG = """\
 
 
 def test_buildkit_plain_progress_gives_each_step_its_time():
-    steps = bench.parse_steps(PLAIN_LOG)
+    steps = build_log.parse_steps(PLAIN_LOG)
     assert [step.name for step in steps] == [
         'building with "default" instance using docker driver',
         "[internal] load build definition from Dockerfile",
@@ -147,7 +147,7 @@ def test_buildkit_plain_progress_gives_each_step_its_time():
         (None, True),
         (8.2, False),
     ]
-    assert [step.seconds for step in bench.slowest(steps, 2)] == [30.2, 21.4]
+    assert [step.seconds for step in build_log.slowest(steps, 2)] == [30.2, 21.4]
 
 
 RESULTS: dict[str, dict] = {  # as measure() and measure_floor() return them
@@ -191,7 +191,7 @@ RESULTS: dict[str, dict] = {  # as measure() and measure_floor() return them
         "doctor_seconds": 0.9,
         "import_seconds": 3.0,
     },
-    "floor": bench.floor_figures(
+    "floor": build_figures.floor_figures(
         base_bytes=130_000_000,
         installed_bytes=960_000_000,
         bytes_down=375_000_000,
@@ -203,18 +203,18 @@ RESULTS: dict[str, dict] = {  # as measure() and measure_floor() return them
 
 
 def derived() -> dict:
-    return {key: bench.with_derived(result) for key, result in RESULTS.items()}
+    return {key: build_figures.with_derived(result) for key, result in RESULTS.items()}
 
 
 def test_the_link_time_swaps_the_measured_download_for_the_link_s():
     # 300 s measured, 30 s of it moving 3.0 GB: at 12.5 MB/s those bytes take 240 s.
-    assert bench.at_link(300.0, 3_000_000_000, 30.0, 12.5e6) == pytest.approx(510.0)
+    assert build_figures.at_link(300.0, 3_000_000_000, 30.0, 12.5e6) == pytest.approx(510.0)
 
 
 def test_sizes_are_compared_above_each_base():
-    assert bench.above_base(1_360_000_000, 160_000_000) == 1_200_000_000
+    assert build_figures.above_base(1_360_000_000, 160_000_000) == 1_200_000_000
     with pytest.raises(ValueError, match="smaller than its base"):
-        bench.above_base(100, 200)
+        build_figures.above_base(100, 200)
     figures = derived()
     assert figures["generated_uv"]["above_base_bytes"] == 1_040_000_000
     assert figures["uv_guide"]["above_base_bytes"] == 1_000_000_000
@@ -227,12 +227,12 @@ def test_the_floor_is_the_base_plus_the_installed_set_and_its_bytes_at_the_link(
     # 375 MB at 12.5 MB/s is 30 s, plus the warm install's 5 s.
     assert floor["link_seconds"] == pytest.approx(35.0)
     assert floor["cold_seconds"] == 20.0
-    assert bench.with_derived(floor)["above_base_bytes"] == 960_000_000
-    assert "rebuild_share" not in bench.with_derived(floor), "the floor never rebuilds"
+    assert build_figures.with_derived(floor)["above_base_bytes"] == 960_000_000
+    assert "rebuild_share" not in build_figures.with_derived(floor), "the floor never rebuilds"
 
 
 def test_the_table_has_a_column_per_variant_and_a_dash_where_none_applies():
-    table = bench.results_table(derived(), "100 Mbit/s").splitlines()
+    table = build_figures.results_table(derived(), "100 Mbit/s").splitlines()
     assert table[0] == ('| | "before" | uv guide | generated, conda | generated, uv | floor |')
     rows = {line.split(" | ")[0].lstrip("| "): line for line in table[2:]}
     assert rows["base image (local stand-in)"].endswith(
@@ -244,12 +244,12 @@ def test_the_table_has_a_column_per_variant_and_a_dash_where_none_applies():
     assert rows["cold build at 100 Mbit/s"].endswith("| 530 s | 60 s | 80 s | 62 s | 35 s |")
     assert rows["`docker run` to the doctor passing"].endswith("| - | - | 0.9 s | 0.9 s | - |")
     assert rows["source-only rebuild"].endswith("| 0.8 s | 10 s | 0.6 s | 3.0 s | - |")
-    only = bench.results_table({"floor": bench.with_derived(RESULTS["floor"])}, "x")
+    only = build_figures.results_table({"floor": build_figures.with_derived(RESULTS["floor"])}, "x")
     assert only.splitlines()[0] == "| | floor |"
 
 
 def test_the_ratios_divide_by_the_uv_guide_and_by_the_floor():
-    table = bench.ratios_table(derived(), "100 Mbit/s").splitlines()
+    table = build_figures.ratios_table(derived(), "100 Mbit/s").splitlines()
     assert table[0] == '| | "before" | uv guide | generated, conda | generated, uv |'
     rows = {line.split(" | ")[0].lstrip("| "): line for line in table[2:]}
     assert rows["added above its base / the uv guide's"].endswith(
@@ -257,11 +257,11 @@ def test_the_ratios_divide_by_the_uv_guide_and_by_the_floor():
     )
     assert rows["added above its base / the floor's"].endswith("| 6.77x | 1.04x | 1.25x | 1.08x |")
     without_floor = {k: v for k, v in derived().items() if k != "floor"}
-    assert "| - | - | - | - |" in bench.ratios_table(without_floor, "x")
+    assert "| - | - | - | - |" in build_figures.ratios_table(without_floor, "x")
 
 
 def test_each_target_is_met_or_missed_never_hidden():
-    lines = bench.verdicts(derived(), "100 Mbit/s")
+    lines = build_figures.verdicts(derived(), "100 Mbit/s")
     assert [(met, line.split("  (")[1]) for met, line in lines] == [
         (True, "1.04x)"),  # 1.04 GB / 1.00 GB
         (True, "1.03x)"),  # 62 s / 60 s
@@ -272,7 +272,7 @@ def test_each_target_is_met_or_missed_never_hidden():
     ]
     assert lines[2][1].startswith("generated (conda installer) adds <= 1.15x the floor's")
     assert lines[5][1].startswith("generated, uv: source-only rebuild <= 5% of its cold build")
-    assert [bench.verdict_word(met) for met in (True, False, None)] == [
+    assert [text.verdict_word(met) for met in (True, False, None)] == [
         "MET",
         "MISSED",
         "NOT MEASURED",
@@ -280,8 +280,8 @@ def test_each_target_is_met_or_missed_never_hidden():
 
 
 def test_a_target_without_its_figures_is_not_measured():
-    partial = {"generated_uv": bench.with_derived(RESULTS["generated_uv"])}
-    lines = bench.verdicts(partial, "100 Mbit/s")
+    partial = {"generated_uv": build_figures.with_derived(RESULTS["generated_uv"])}
+    lines = build_figures.verdicts(partial, "100 Mbit/s")
     assert [met for met, _ in lines] == [None, None, None, None, None, False]
     assert lines[0][1].endswith("(not measured)")
     assert (
@@ -299,15 +299,15 @@ def test_sizes_are_taken_only_where_the_facts_record_them():
             {"name": "pytorch", "size": 99},
         ],
     }
-    assert bench.recorded_sizes(facts, {"python", "openssl", "tk"}) == {
+    assert build_report.recorded_sizes(facts, {"python", "openssl", "tk"}) == {
         "python": 30_000_000,
         "openssl": 3_000_000,
     }
-    assert bench.recorded_sizes({"python": {"depends": ["libffi"]}}, {"python"}) == {}
+    assert build_report.recorded_sizes({"python": {"depends": ["libffi"]}}, {"python"}) == {}
 
 
 def test_the_uv_guide_peer_routes_only_torch_to_an_explicit_cpu_index():
-    text = bench.uv_guide_pyproject(
+    text = build_variants.uv_guide_pyproject(
         ["torch==2.13.*", "chromadb>=1.3"], "http://127.0.0.1:9/simple/", ["uv_build>=0.9,<0.14"]
     )
     project = tomllib.loads(text)
@@ -320,7 +320,7 @@ def test_the_uv_guide_peer_routes_only_torch_to_an_explicit_cpu_index():
 
 
 def test_the_uv_guide_dockerfile_is_multi_stage_locked_and_non_root():
-    text = bench.uv_guide_dockerfile("py:slim", "uv:1")
+    text = build_variants.uv_guide_dockerfile("py:slim", "uv:1")
     froms = [line for line in text.splitlines() if line.startswith("FROM ")]
     assert froms == ["FROM py:slim AS builder", "FROM py:slim"]
     assert "COPY --from=uv:1 /uv /uvx /bin/" in text
@@ -337,7 +337,7 @@ def test_installed_bytes_count_files_once_and_no_symlinks(tmp_path):
     (tmp_path / "lib" / "b.py").write_bytes(b"y" * 20)
     (tmp_path / "hard.so").hardlink_to(tmp_path / "lib" / "a.so")
     (tmp_path / "python").symlink_to("/usr/bin/python3")
-    assert bench.tree_bytes(tmp_path) == 120
+    assert build_floor.tree_bytes(tmp_path) == 120
 
 
 def test_a_step_reads_as_one_short_line():
@@ -345,8 +345,8 @@ def test_a_step_reads_as_one_short_line():
         "[app 2/3] RUN --mount=from=uv,source=/uv,target=/usr/local/bin/uv     "
         "--mount=type=cache,target=/root/.cache/uv     uv sync --locked --no-install-project"
     )
-    assert bench.step_label(name) == "[app 2/3] RUN uv sync --locked --no-install-project"
-    long = bench.step_label("[conda 3/3] RUN " + "x" * 200 + " micromamba install | tee")
+    assert build_report.step_label(name) == "[app 2/3] RUN uv sync --locked --no-install-project"
+    long = build_report.step_label("[conda 3/3] RUN " + "x" * 200 + " micromamba install | tee")
     assert len(long) <= 80 and long.startswith("[conda 3/3] RUN x")
     assert long.endswith("micromamba install / tee")
 
@@ -357,20 +357,20 @@ WARM_UV = "#12 0.828 Prepared 4 packages in 1.65s\n#12 2.067 Installed 91 packag
 
 def test_a_uv_step_that_installs_more_than_it_fetched_was_not_cold():
     assert (
-        bench.warm_installs(
+        build_log.warm_installs(
             COLD_UV + "#13 0.099 Prepared 1 package in 9ms\n#13 0.105 Installed 1 package in 3ms\n"
         )
         == []
     )
-    assert bench.warm_installs(WARM_UV) == ["#12: prepared 4, installed 91"]
-    assert bench.warm_installs("#13 0.5 Installed 1 package in 3ms\n") == [
+    assert build_log.warm_installs(WARM_UV) == ["#12: prepared 4, installed 91"]
+    assert build_log.warm_installs("#13 0.5 Installed 1 package in 3ms\n") == [
         "#13: prepared 0, installed 1"
     ]
 
 
 def test_uv_says_where_its_step_spent_the_time():
     log = COLD_UV + "#12 26.66 Bytecode compiled 14996 files in 19.59s\n#12 DONE 27.5s\n"
-    assert bench.uv_phases(log) == [
+    assert build_log.uv_phases(log) == [
         "#12 Prepared 91 packages in 3.65s",
         "#12 Installed 91 packages in 3.23s",
         "#12 Bytecode compiled 14996 files in 19.59s",
@@ -387,4 +387,4 @@ def test_the_conda_lock_says_what_a_cold_conda_step_fetches(tmp_path):
         f"# platform: linux-64\n@EXPLICIT\n{url}/linux-64/pytorch-2.13.0-0.tar.bz2#{'a' * 64}\n"
         f"{url}/noarch/sympy-1.13.3-0.tar.bz2#{'b' * 64}\n"
     )
-    assert bench.explicit_lock_bytes(lock, url + "/", tmp_path) == 320
+    assert build_variants.explicit_lock_bytes(lock, url + "/", tmp_path) == 320
