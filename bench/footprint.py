@@ -29,7 +29,7 @@ from packaging.requirements import Requirement
 
 from harness.locks import load_lock_report, uv_lock
 from harness.mirror import build_mirror, real_torch_wheel
-from harness.render import render as support_render
+from harness.render import render as harness_render
 
 ROOT = Path(__file__).resolve().parents[1]
 UV = os.environ.get("UV") or shutil.which("uv") or "uv"  # the uv the hook would use
@@ -99,7 +99,7 @@ def render(src: Path, dst: Path, data: dict | None = None, tasks: bool = False) 
     """`copier copy` as the tests render; output goes to dst's sibling log."""
     with warnings.catch_warnings(), output_to(dst.with_name(dst.name + ".log")):
         warnings.simplefilter("ignore")  # DirtyLocalWarning: uncommitted edits are meant
-        return support_render(dst, data or {}, tasks=tasks, src=src)
+        return harness_render(dst, data or {}, tasks=tasks, src=src)
 
 
 def uv_message(output: str) -> str:
