@@ -172,24 +172,23 @@ def companion_offsets(lines: list[dict], key: str) -> tuple[int, int] | None:
     return seen.pop() if len(seen) == 1 else None
 
 
-def check_torch_lines(data: dict, sources: Sources) -> list[Row]:
-    lines, libraries, rows = data["torch_releases"], data["libraries"], []
-    keys = family_keys(data)
-    # Only the newest line holding a library must hold that source's newest release of it.
-    newest_with = {
-        origin: {
-            key: next(
-                (
-                    i
-                    for i, line in enumerate(lines)
-                    if key in line and (origin != "conda-forge" or conda_builds_line(line))
-                ),
-                None,
-            )
-            for key in keys
-        }
-        for origin in ("CPU index", "conda-forge")
+def newest_lines_with(lines: list[dict], keys: list[str], origin: str) -> dict[str, int | None]:
+    """Per library, the index of the newest line that holds it from `origin`."""
+    return {
+        key: next(
+            (
+                i
+                for i, line in enumerate(lines)
+                if key in line and (origin != "conda-forge" or conda_builds_line(line))
+            ),
+            None,
+        )
+        for key in keys
     }
+
+
+def pypi_torch_row(lines: list[dict], libraries: dict, sources: Sources) -> Row:
+    """The newest line's torch against PyPI, which shows a new release line first."""
     pypi = Row("torch line", "torch on PyPI", "torch_releases[0].torch", lines[0]["torch"], "", "")
     try:
         versions = sources.pypi_versions(libraries["torch"]["pypi"])
@@ -199,38 +198,45 @@ def check_torch_lines(data: dict, sources: Sources) -> list[Row]:
             pypi.note = f"new release line {line_of(max(versions))} on PyPI"
     except Unreachable as error:
         unknown(pypi, error)
-    rows.append(pypi)
+    return pypi
+
+
+def line_rows(data: dict, sources: Sources, origin: str) -> list[Row]:
+    """One row per library of every line that `origin` serves, against that source's releases."""
+    lines, libraries, rows = data["torch_releases"], data["libraries"], []
+    keys = family_keys(data)
+    # Only the newest line holding a library must hold that source's newest release of it.
+    newest_with = newest_lines_with(lines, keys, origin)
+    for i, line in enumerate(lines):
+        for key in keys:
+            if key not in line:
+                continue
+            if origin == "conda-forge" and (
+                "conda" not in libraries[key] or not conda_builds_line(line)
+            ):
+                continue
+            name = (
+                libraries[key]["conda"]["name"]
+                if origin == "conda-forge"
+                else libraries[key]["pypi"]
+            )
+            row = Row(
+                "torch line", f"{name} on {origin}", f"torch_releases[{i}].{key}", line[key], "", ""
+            )
+            try:
+                versions = family_versions(sources, libraries[key], origin)
+                row.latest = latest_text(versions)
+                row.status, row.note = judge(line[key], versions, newest_line=newest_with[key] == i)
+            except Unreachable as error:
+                unknown(row, error)
+            rows.append(row)
+    return rows
+
+
+def check_torch_lines(data: dict, sources: Sources) -> list[Row]:
+    rows = [pypi_torch_row(data["torch_releases"], data["libraries"], sources)]
     for origin in ("CPU index", "conda-forge"):
-        for i, line in enumerate(lines):
-            for key in keys:
-                if key not in line:
-                    continue
-                if origin == "conda-forge" and (
-                    "conda" not in libraries[key] or not conda_builds_line(line)
-                ):
-                    continue
-                name = (
-                    libraries[key]["conda"]["name"]
-                    if origin == "conda-forge"
-                    else libraries[key]["pypi"]
-                )
-                row = Row(
-                    "torch line",
-                    f"{name} on {origin}",
-                    f"torch_releases[{i}].{key}",
-                    line[key],
-                    "",
-                    "",
-                )
-                try:
-                    versions = family_versions(sources, libraries[key], origin)
-                    row.latest = latest_text(versions)
-                    row.status, row.note = judge(
-                        line[key], versions, newest_line=newest_with[origin][key] == i
-                    )
-                except Unreachable as error:
-                    unknown(row, error)
-                rows.append(row)
+        rows += line_rows(data, sources, origin)
     cpu_torch = next(
         r for r in rows if r.where == "torch_releases[0].torch" and r.name.endswith("CPU index")
     )
