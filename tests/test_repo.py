@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -33,6 +35,9 @@ CHECKS = {
     "ruff check": ["ruff", "check", "."],
     "mypy": ["mypy"],
 }
+# The repository's own Python: what imports whom, and how long a function may grow.
+OWN_CODE = ("hooks", "tools", "harness", "bench")
+MAX_FUNCTION_LINES = 60
 
 
 def git(*args: str) -> subprocess.CompletedProcess:
@@ -88,3 +93,79 @@ def test_licence_file_matches_pyproject():
     assert spdx in LICENCE_TITLES, f"no licence text known for {spdx!r}"
     assert lines[0] == LICENCE_TITLES[spdx]
     assert "Copyright (c) 2026 The ml-container-template authors" in lines
+
+
+def imported_test_modules(source: str, package: str) -> list[str]:
+    """The test modules (`tests.test_*`, `tests.conftest`) that `source`, a module of
+    `package`, imports, absolutely or relatively."""
+    imported: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            module = ".".join(part for part in (base, node.module or "") if part)
+            imported += [module, *(f"{module}.{alias.name}" for alias in node.names)]
+    return [
+        name
+        for name in imported
+        if name == "tests.conftest" or name.startswith(("tests.test_", "tests.conftest."))
+    ]
+
+
+def long_functions(source: str) -> list[tuple[str, int, int]]:
+    """(name, first line, length) of every function in `source` over MAX_FUNCTION_LINES."""
+    functions = [
+        node
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+    ]
+    lengths = [
+        (node.name, node.lineno, (node.end_lineno or node.lineno) - node.lineno + 1)
+        for node in functions
+    ]
+    return [found for found in lengths if found[2] > MAX_FUNCTION_LINES]
+
+
+def python_files(*folders: str) -> list[Path]:
+    return sorted(path for folder in folders for path in (ROOT / folder).rglob("*.py"))
+
+
+def package_of(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).parent.parts)
+
+
+def test_the_checks_below_see_what_they_look_for():
+    """Each finds its fault in a sample, so an empty finding on the repo means something."""
+    sample = "import tests.test_a\nfrom tests import conftest\nfrom .test_b import c\n"
+    assert imported_test_modules(sample, "tests") == [
+        "tests.test_a",
+        "tests.conftest",
+        "tests.test_b",
+        "tests.test_b.c",
+    ]
+    assert imported_test_modules("from harness import render\n", "tests") == []
+    body = "".join(f"    x = {n}\n" for n in range(MAX_FUNCTION_LINES - 1))
+    assert long_functions(f"def fits():\n{body}") == []
+    assert long_functions(f"def too_long():\n{body}    x = 0\n") == [
+        ("too_long", 1, MAX_FUNCTION_LINES + 1)
+    ]
+
+
+def test_no_module_imports_a_test_module():
+    """Tests and benchmarks share helpers through harness/, never by importing a test module."""
+    found = {
+        str(path.relative_to(ROOT)): names
+        for path in python_files("tests", "bench")
+        if (names := imported_test_modules(path.read_text(encoding="utf-8"), package_of(path)))
+    }
+    assert found == {}, f"move what these share into harness/: {found}"
+
+
+def test_no_function_of_the_repos_own_code_is_too_long():
+    found = {
+        str(path.relative_to(ROOT)): names
+        for path in python_files(*OWN_CODE)
+        if (names := long_functions(path.read_text(encoding="utf-8")))
+    }
+    assert found == {}, f"functions over {MAX_FUNCTION_LINES} lines: split them: {found}"
