@@ -153,10 +153,11 @@ def test_the_checks_below_see_what_they_look_for():
 
 
 def test_no_module_imports_a_test_module():
-    """Tests and benchmarks share helpers through harness/, never by importing a test module."""
+    """Tests and benchmarks share helpers through harness/, never by importing a test module;
+    harness/ itself never imports one either."""
     found = {
         str(path.relative_to(ROOT)): names
-        for path in python_files("tests", "bench")
+        for path in python_files("tests", "bench", "harness")
         if (names := imported_test_modules(path.read_text(encoding="utf-8"), package_of(path)))
     }
     assert found == {}, f"move what these share into harness/: {found}"
