@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.plan import plan
 from harness.render import CATALOGUE
+from harness.template_plan import plan
 
 NEWEST, WITH_TORCHAUDIO = CATALOGUE["torch_releases"][:2]
 

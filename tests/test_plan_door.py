@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from jinja2 import Environment, meta, nodes
 
-from harness.plan import plan
 from harness.render import CATALOGUE, ROOT
+from harness.template_plan import plan
 from tools import uv_line
 
 IDENTITY = {"plan", "project_name", "project_slug", "package_name", "description"}
