@@ -93,7 +93,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -232,7 +232,10 @@ def apply_patches(record: Record, patches: list[dict[str, Any]]) -> Record:
             else:
                 items = [argument] if isinstance(argument, str) else argument
                 specs = [s for s in specs if s not in items]
-            record = dataclasses.replace(record, **{field: tuple(specs)})
+            if field == "depends":
+                record = dataclasses.replace(record, depends=tuple(specs))
+            else:
+                record = dataclasses.replace(record, constrains=tuple(specs))
     return record
 
 
