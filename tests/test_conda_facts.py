@@ -248,7 +248,8 @@ def test_newest_libfaiss_needs_archspec(facts_channel):
 
 
 def test_the_test_channel_serves_exactly_the_recorded_builds():
-    served = channel_records(build_channel())
+    channel = build_channel()
+    served = channel_records(channel)
 
     def specs(lines: list[str]) -> list[str]:  # the indexer writes each spec in its own words
         return sorted(str(MatchSpec(line, strict=False)) for line in lines)
@@ -265,7 +266,7 @@ def test_the_test_channel_serves_exactly_the_recorded_builds():
     assert got == expected, json.dumps(sorted(set(got) ^ set(expected)), default=str)[:2000]
     # As on conda-forge, a patched build's archive still says what the recipe made.
     (sympy,) = [r for r in conda_facts.records(FACTS, patched=False) if r.version == "1.13.3"]
-    archive = build_channel() / sympy.subdir / sympy.filename
+    archive = channel / sympy.subdir / sympy.filename
     with tarfile.open(archive) as tar:
         index = json.load(tar.extractfile("info/index.json"))  # type: ignore[arg-type]
     assert index["depends"] == list(sympy.depends)
