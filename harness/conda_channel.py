@@ -3,7 +3,9 @@
 conda channels are unreachable from test machines, so tests lock (and the image tests install)
 against this one. Its packages are exactly the builds facts/conda-forge.yml records (name,
 version, build string, build number, depends, constrains, per subdir), read from conda-forge's
-feedstocks: a version conda-forge lacks does not exist here, and the catalogue has no say.
+feedstocks: a version conda-forge lacks does not exist here, and the catalogue has no say. As on
+conda-forge, each archive's info/index.json is the build as made, and repodata.json serves it
+after the facts' repodata patches.
 
 What each `.tar.bz2` holds:
 - a Python distribution the image can install (noarch, or linux-64 or linux-aarch64 for CPython
@@ -323,7 +325,7 @@ def _build(channel: Path, wheels: Path, torch_wheel: Path, aarch64_torch: Path |
             "linux-aarch64": aarch64_torch
             or build_synthetic_torch(staging / ".torch", TORCH_VERSION, AARCH64_WHEEL_TAG),
         }
-        for record in conda_facts.records():
+        for record in conda_facts.records(patched=False):
             wheel = wheel_for(record, wheels, torch_wheels)
             if wheel is None:
                 write_package(CondaPackage(record, {}), staging)
@@ -335,12 +337,24 @@ def _build(channel: Path, wheels: Path, torch_wheel: Path, aarch64_torch: Path |
                 write_package(package, staging, level)
         shutil.rmtree(staging / ".torch", ignore_errors=True)
         asyncio.run(index_fs(staging, write_zst=False, write_shards=False))
+        patch_repodata(staging)
         shutil.rmtree(staging / ".tmp", ignore_errors=True)
         if channel.exists():
             shutil.rmtree(channel)
         staging.rename(channel)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def patch_repodata(channel: Path) -> None:
+    """The facts' repodata patches, applied to the index only, as conda-forge does."""
+    patched = {(r.subdir, r.filename): r for r in conda_facts.records()}
+    for repodata in sorted(channel.glob("*/repodata.json")):
+        data = json.loads(repodata.read_text(encoding="utf-8"))
+        for filename, entry in data.get("packages", {}).items():
+            record = patched[(repodata.parent.name, filename)]
+            entry["depends"], entry["constrains"] = list(record.depends), list(record.constrains)
+        repodata.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
 
 
 def channel_records(channel: Path) -> dict[str, dict[str, dict]]:

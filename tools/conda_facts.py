@@ -6,9 +6,10 @@
 facts/conda-forge.yml records, per package, the builds conda-forge publishes: version, build
 string, build number, depends and constrains per subdir, each with the feedstock commit it was
 read from. Its builds carry `{py}`, `{py_dot}`, `{py_next}` and `{hash}` placeholders; `records`
-expands them into repodata entries, one per subdir and Python. The local test channel
-(harness/conda_channel.py) is built from these records and nothing else, so a version
-conda-forge lacks cannot exist there.
+expands them into repodata entries, one per subdir and Python, and applies the file's `patches`
+(conda-forge's repodata patches, matched on name, version and upload time as conda-forge's
+patch_yaml does). The local test channel (harness/conda_channel.py) is built from these records
+and nothing else, so a version conda-forge lacks cannot exist there.
 
 With no option, this solves the conda specs of every torch release line and every store and
 library that names a conda package, on every platform, and prints what has no solution; exit 1
@@ -22,11 +23,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import hashlib
 import json
 import sys
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +58,9 @@ class Record:
     python: str | None  # the Python this build is for, when there is one per Python
     leaf: bool  # a native library whose own depends were not followed
     source: str
+    timestamp: int = TIMESTAMP_MS  # repodata's upload time (ms): the recorded one, or a fixed one
+    uploaded: bool = False  # the facts record this build's upload time
+    track_features: tuple[str, ...] = ()  # what makes solvers rank a build last
 
     @property
     def filename(self) -> str:
@@ -70,8 +76,10 @@ class Record:
             "constrains": list(self.constrains),
             "subdir": self.subdir,
             "license": "see the conda-forge feedstock",
-            "timestamp": TIMESTAMP_MS,
+            "timestamp": self.timestamp,
         }
+        if self.track_features:
+            index["track_features"] = " ".join(self.track_features)
         if self.noarch:
             index["noarch"] = self.noarch
         else:
@@ -79,8 +87,32 @@ class Record:
         return index
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys; a facts file that repeats one is wrong."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load(path: Path = FACTS) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
+
+
+def upload_ms(build: dict[str, Any]) -> int | None:
+    """A build's recorded `uploaded` time (ISO 8601, UTC) in ms, as repodata's timestamp."""
+    uploaded = build.get("uploaded")
+    if uploaded is None:
+        return None
+    moment = datetime.fromisoformat(str(uploaded).replace("Z", "+00:00"))
+    return int(moment.astimezone(timezone.utc).timestamp() * 1000)
 
 
 def _fill(text: str, python: str | None, digest: str) -> str:
@@ -95,8 +127,12 @@ def _fill(text: str, python: str | None, digest: str) -> str:
     return text.format(**values)
 
 
-def records(facts: dict[str, Any] | None = None) -> list[Record]:
-    """Every build the facts record, expanded per subdir and per Python."""
+def records(facts: dict[str, Any] | None = None, *, patched: bool = True) -> list[Record]:
+    """Every build the facts record, expanded per subdir and per Python.
+
+    `patched` applies the facts' repodata patches, as conda-forge's repodata serves the builds;
+    without it, the records are as the feedstocks built them (what a package's index.json says).
+    """
     facts = facts if facts is not None else load()
     found = []
     for name, builds in facts["packages"].items():
@@ -130,9 +166,77 @@ def records(facts: dict[str, Any] | None = None) -> list[Record]:
                             python=python,
                             leaf=bool(build.get("leaf")),
                             source=f"{source['feedstock']}: {source.get('path', '')}",
+                            timestamp=upload_ms(build) or TIMESTAMP_MS,
+                            uploaded=upload_ms(build) is not None,
+                            track_features=tuple(build.get("track_features") or ()),
                         )
                     )
+    if patched:
+        found = [apply_patches(record, facts.get("patches") or []) for record in found]
     return found
+
+
+# ----------------------------------------------------------------------------- repodata patches
+
+# The `then` instructions of conda-forge's patch_yaml this reads: (field, how).
+_ACTIONS = {
+    "replace_depends": ("depends", "replace"),
+    "replace_constrains": ("constrains", "replace"),
+    "add_depends": ("depends", "add"),
+    "add_constrains": ("constrains", "add"),
+    "remove_depends": ("depends", "remove"),
+    "remove_constrains": ("constrains", "remove"),
+}
+
+
+def patch_applies(record: Record, condition: dict[str, Any]) -> bool:
+    """conda-forge's patch_yaml `if:` for the keys the facts use; any other key is refused."""
+    from rattler import Version as CondaVersion
+
+    version = CondaVersion(record.version)
+    tests = {
+        "name": lambda value: record.name == value,
+        "subdir_in": lambda value: record.subdir in ([value] if isinstance(value, str) else value),
+        "version_ge": lambda value: version >= CondaVersion(str(value)),
+        "version_gt": lambda value: version > CondaVersion(str(value)),
+        "version_le": lambda value: version <= CondaVersion(str(value)),
+        "version_lt": lambda value: version < CondaVersion(str(value)),
+        "timestamp_lt": lambda value: record.timestamp < int(value),
+    }
+    unknown = set(condition) - set(tests)
+    if unknown:
+        raise ValueError(f"repodata patch condition(s) {sorted(unknown)} are not understood")
+    matched = all(tests[key](value) for key, value in condition.items())
+    if matched and "timestamp_lt" in condition and not record.uploaded:
+        raise ValueError(
+            f"{record.filename}: a repodata patch cuts off by upload time, and the facts record "
+            "no `uploaded` for this build"
+        )
+    return matched
+
+
+def apply_patches(record: Record, patches: list[dict[str, Any]]) -> Record:
+    """The record as conda-forge's repodata serves it, after every patch that matches it."""
+    for patch in patches:
+        if not patch_applies(record, patch["if"]):
+            continue
+        for instruction in patch["then"]:
+            ((action, argument),) = instruction.items()
+            field, how = _ACTIONS[action]
+            specs = list(getattr(record, field))
+            if how == "replace":  # an exact match of the whole spec, as patch_yaml's replace
+                specs = [argument["new"] if s == argument["old"] else s for s in specs]
+            elif how == "add":
+                items = [argument] if isinstance(argument, str) else argument
+                specs += [item for item in items if item not in specs]
+            else:
+                items = [argument] if isinstance(argument, str) else argument
+                specs = [s for s in specs if s not in items]
+            if field == "depends":
+                record = dataclasses.replace(record, depends=tuple(specs))
+            else:
+                record = dataclasses.replace(record, constrains=tuple(specs))
+    return record
 
 
 def write_repodata(channel: Path, entries: dict[str, dict[str, dict[str, Any]]]) -> None:
