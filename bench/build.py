@@ -380,7 +380,7 @@ class BuildFailed(Exception):
 
 def build(context: Path, tag: str, proxy_url: str) -> Build:
     """Build with the proxy as the predefined proxy build args, which stay out of the history."""
-    args = {"HTTPS_PROXY": proxy_url, "HTTP_PROXY": proxy_url}
+    args = {"HTTPS_PROXY": proxy_url, "HTTP_PROXY": proxy_url, **standins.names().build_args}
     started = time.monotonic()
     result = engine.build(context, tag, build_args=args)
     seconds = time.monotonic() - started
@@ -664,7 +664,7 @@ def generated_side(
         GENERATED_TAGS[installer],
         project,
         package / "__init__.py",
-        CATALOGUE["images"]["micromamba"],
+        standins.names().micromamba,
         ("python", "-m", package.name, "doctor"),
         urlparse(channel_url).netloc,
         explicit_lock_bytes(lock, channel_url, channel),
@@ -741,7 +741,7 @@ def uv_guide_side(folder: Path, generated: Path, index_url: str) -> Side:
     )
     (folder / ".dockerignore").write_text(".venv\n", encoding="utf-8")
     (folder / "Dockerfile").write_text(
-        uv_guide_dockerfile(python_standin(), CATALOGUE["images"]["uv"]),
+        uv_guide_dockerfile(python_standin(), standins.names().uv),
         encoding="utf-8",
     )
     locked = uv_lock(folder)
@@ -893,7 +893,7 @@ def report(
         if key in results:
             bases.setdefault(results[key]["base"], []).append(heading)
     for base, users in bases.items():
-        real = "python:3.11-slim" if base == PYTHON_STANDIN else base
+        real = {PYTHON_STANDIN: "python:3.11-slim"}.get(base, CATALOGUE["images"]["micromamba"])
         published = PUBLISHED_BASES.get(real)
         print(
             f"| {real} (stand-in `{base}`) | {', '.join(users)} | "
