@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, Phase, settings
 
 from harness import conda_channel, docker
 from harness.built_images import Images
-from harness.images import base_images
+from harness.images import base_images, naming
 from harness.index_server import IndexFiles, IndexServer
 from harness.mirror import build_mirror, describe_torch_wheel
 
@@ -67,10 +67,10 @@ def stand_in_audit() -> Iterator[set[str]]:
     yield ensured
     if not ensured:
         return
-    labelled = docker.images_labelled(base_images.INPUTS_LABEL)
+    labelled = docker.images_labelled(naming.INPUTS_LABEL)
     unseen = sorted(ensured - set(labelled))
-    assert not unseen, f"stand-ins missing from the {base_images.INPUTS_LABEL} listing: {unseen}"
-    misnamed = base_images.misnamed(labelled)
+    assert not unseen, f"stand-ins missing from the {naming.INPUTS_LABEL} listing: {unseen}"
+    misnamed = naming.misnamed(labelled)
     assert not misnamed, (
         f"stand-ins under upstream images' names: {misnamed}; remove them (docs/testing.md): "
         f"docker rmi {' '.join(misnamed)}"

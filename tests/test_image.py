@@ -22,7 +22,7 @@ import pytest
 
 from harness import conda_channel, docker
 from harness.built_images import PROJECTS, Images
-from harness.images import base_images
+from harness.images import base_images, naming
 from harness.render import CATALOGUE, answers_for, render
 from harness.service_client import LOCKED_DOWN, Api, free_port, logs
 
@@ -92,25 +92,25 @@ def test_no_stand_in_takes_an_upstream_images_name():
     """A stand-in under an upstream name would become the base of a real project built here."""
     upstream = list(CATALOGUE["images"].values())
     # The check bites: each upstream image, and its Docker Hub spelling, is under an upstream name.
-    assert upstream and all(base_images.under_upstream_name(image) for image in upstream)
-    assert base_images.under_upstream_name(f"docker.io/{CATALOGUE['images']['micromamba']}")
+    assert upstream and all(naming.under_upstream_name(image) for image in upstream)
+    assert naming.under_upstream_name(f"docker.io/{CATALOGUE['images']['micromamba']}")
     tags = [
-        *base_images.names().tags,
-        *base_images.platform_names("linux/arm64").tags,
-        *base_images.platform_names("linux/amd64").tags,
+        *naming.names().tags,
+        *naming.platform_names("linux/arm64").tags,
+        *naming.platform_names("linux/amd64").tags,
         base_images.rootfs_tag(),
         base_images.rootfs_tag("arm64"),
     ]
     for tag in tags:
-        assert not base_images.under_upstream_name(tag), tag
-        assert tag.startswith(f"{base_images.NAMESPACE}/"), tag
+        assert not naming.under_upstream_name(tag), tag
+        assert tag.startswith(f"{naming.NAMESPACE}/"), tag
     assert len(set(tags)) == len(tags), tags
 
 
 def test_the_stand_ins_build_args_are_the_dockerfiles_base_image_args(tmp_path):
     """Every image build names the stand-ins through these args: the Dockerfile must read them."""
     dockerfile = (render(tmp_path / "project", answers_for("default")) / "Dockerfile").read_text()
-    for bases in (base_images.names(), base_images.platform_names("linux/arm64")):
+    for bases in (naming.names(), naming.platform_names("linux/arm64")):
         for arg in bases.build_args:
             assert re.search(rf"^ARG {arg}=", dockerfile, re.M), arg
             assert re.search(rf"^FROM \${{{arg}}} ", dockerfile, re.M), arg

@@ -8,9 +8,8 @@ FROM these images, named through its own UV_IMAGE and MICROMAMBA_IMAGE build arg
   variables, entrypoint and shell, and a labelled micromamba stand-in (micromamba/).
   Variants at their own tags: `lagging` (conda's Python packages older than the lock),
   `cuda` (slips a CUDA package in) and `old` (answers --version as micromamba 2.0.5).
-Never under the upstream names: a workstation that ran the tests would otherwise build a real
-project FROM a stand-in. Every stand-in carries INPUTS_LABEL (a hash of its inputs; it is rebuilt
-only when they change), which images built FROM one inherit, and a description label.
+Never under the upstream names (naming.py says what they are called). Every stand-in carries
+INPUTS_LABEL, a hash of its inputs, and is rebuilt only when they change.
 `ensure()` is safe to call from several processes: a file lock serialises the builds.
 
 `ensure_platform("linux/arm64")` builds the same two images for another platform, under tags of
@@ -31,57 +30,25 @@ import tempfile
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from harness.docker import build, image_config, image_label
+from harness.images.naming import (
+    INPUTS_LABEL,
+    NAMESPACE,
+    PlatformStandIns,
+    StandIns,
+    description,
+    names,
+    platform_names,
+    stand_in_labels,
+    upstream_tag,
+)
 from harness.images.rootfs import CACHE, NATIVE, rootfs_key, rootfs_tarball
-from harness.render import CATALOGUE
 
 HERE = Path(__file__).resolve().parent
-# Docker reads a dotted first component as a registry host, and .invalid never resolves
-# (RFC 2606): no registry, Docker Hub included, can ever serve a name under it.
-NAMESPACE = "mlct-stand-in.invalid"
-INPUTS_LABEL = "org.ml-container-template.stand-in-inputs"
-DESCRIPTION_LABEL = "org.opencontainers.image.description"
 ROOTFS_TAG = f"{NAMESPACE}/debian-rootfs:bookworm-minbase"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-
-
-@dataclass(frozen=True)
-class Bases:
-    """The two base images a generated Dockerfile builds FROM, and the build args naming them."""
-
-    uv: str
-    micromamba: str
-
-    @property
-    def build_args(self) -> dict[str, str]:
-        return {"UV_IMAGE": self.uv, "MICROMAMBA_IMAGE": self.micromamba}
-
-    @property
-    def tags(self) -> list[str]:
-        return [self.uv, self.micromamba]
-
-
-@dataclass(frozen=True)
-class StandIns(Bases):
-    """The engine's platform: the plain stand-ins and the micromamba variants."""
-
-    lagging: str
-    cuda: str
-    old: str
-
-    @property
-    def tags(self) -> list[str]:
-        return [*super().tags, self.lagging, self.cuda, self.old]
-
-
-@dataclass(frozen=True)
-class PlatformStandIns(Bases):
-    """The plain stand-ins built for one other platform."""
-
-    platform: str
 
 
 # Docker's architecture names and uv's wheel tags for them.
@@ -150,58 +117,6 @@ def uv_wheel(version: str, machine: str) -> Path:
     return wheels[0]
 
 
-def repository(reference: str) -> str:
-    """The repository of `name:tag` or `name@digest`, without Docker Hub's implicit host."""
-    name = reference.split("@", 1)[0]
-    head, _, tail = name.rpartition(":")
-    if head and "/" not in tail:
-        name = head
-    for host in ("docker.io/", "index.docker.io/"):
-        name = name.removeprefix(host)
-    return name
-
-
-def upstream_repositories() -> list[str]:
-    """The repositories catalogue.yml's base images come from: the names no stand-in may take."""
-    return [repository(reference) for reference in CATALOGUE["images"].values()]
-
-
-def under_upstream_name(reference: str) -> bool:
-    name = repository(reference)
-    return any(name.startswith(upstream) for upstream in upstream_repositories())
-
-
-def stand_in_tag(key: str, suffix: str = "") -> str:
-    """The stand-in of the catalogue's `key` image: its upstream tag, under NAMESPACE."""
-    return f"{NAMESPACE}/{key}:{upstream_tag(key)}{suffix}"
-
-
-def upstream_tag(key: str) -> str:
-    """The tag of the catalogue's `key` image: 0.13.9 of ghcr.io/astral-sh/uv:0.13.9."""
-    return CATALOGUE["images"][key].rsplit(":", 1)[1]
-
-
-def description(key: str) -> str:
-    """The description label: what the image stands in for, so `docker inspect` tells."""
-    return (
-        f"Stand-in for {CATALOGUE['images'][key]} built by ml-container-template's tests:"
-        " not the real image, never a base to ship"
-    )
-
-
-def stand_in_labels(key: str, inputs: str) -> dict[str, str]:
-    return {INPUTS_LABEL: inputs, DESCRIPTION_LABEL: description(key)}
-
-
-def misnamed(labelled: list[str]) -> list[str]:
-    """Those of `labelled` (images carrying INPUTS_LABEL) under an upstream repository's name."""
-    return [tag for tag in labelled if under_upstream_name(tag)]
-
-
-def rootfs_tag(arch: str = NATIVE) -> str:
-    return ROOTFS_TAG if arch == NATIVE else f"{ROOTFS_TAG}-{arch}"
-
-
 def ensure_uv(tag: str, platform: str | None = None) -> None:
     machine = MACHINES[platform.split("/")[1]] if platform else engine_machine()
     wheel = uv_wheel(upstream_tag("uv"), machine)
@@ -225,6 +140,10 @@ def ensure_uv(tag: str, platform: str | None = None) -> None:
             context, tag, labels=stand_in_labels("uv", inputs), network="none", platform=platform
         )
         assert result.returncode == 0, result.log
+
+
+def rootfs_tag(arch: str = NATIVE) -> str:
+    return ROOTFS_TAG if arch == NATIVE else f"{ROOTFS_TAG}-{arch}"
 
 
 def ensure_rootfs(arch: str = NATIVE) -> str:
@@ -298,27 +217,6 @@ def ensure_micromamba(tags: dict[str, str], platform: str | None = None) -> None
 def micromamba_version() -> str:
     """The version in the catalogue's micromamba tag: 2.6.1 of 2.6.1-debian13-slim."""
     return upstream_tag("micromamba").split("-")[0]
-
-
-def names() -> StandIns:
-    """The tags of the engine's platform's stand-ins, built or not."""
-    return StandIns(
-        uv=stand_in_tag("uv"),
-        micromamba=stand_in_tag("micromamba"),
-        lagging=stand_in_tag("micromamba", "-lagging"),
-        cuda=stand_in_tag("micromamba", "-cuda"),
-        old=stand_in_tag("micromamba", "-old"),
-    )
-
-
-def platform_names(platform: str) -> PlatformStandIns:
-    """The tags of `platform`'s (linux/arm64) stand-ins, built or not."""
-    arch = platform.split("/")[1]
-    return PlatformStandIns(
-        platform=platform,
-        uv=stand_in_tag("uv", f"-{arch}"),
-        micromamba=stand_in_tag("micromamba", f"-{arch}"),
-    )
 
 
 def ensure() -> StandIns:
