@@ -14,6 +14,7 @@ from bench.build_log import Step, parse_steps, uv_phases, warm_installs
 from bench.counting_proxy import CountingProxy, Traffic
 from harness import docker as engine
 from harness.cache import cache_root
+from harness.images import base_images as standins
 
 CACHE = cache_root() / "bench"
 LOGS = CACHE / "logs"
@@ -34,7 +35,7 @@ class BuildFailed(Exception):
 
 def build(context: Path, tag: str, proxy_url: str) -> Build:
     """Build with the proxy as the predefined proxy build args, which stay out of the history."""
-    args = {"HTTPS_PROXY": proxy_url, "HTTP_PROXY": proxy_url}
+    args = {"HTTPS_PROXY": proxy_url, "HTTP_PROXY": proxy_url, **standins.names().build_args}
     started = time.monotonic()
     result = engine.build(context, tag, build_args=args)
     seconds = time.monotonic() - started

@@ -114,7 +114,7 @@ def print_bases(results: dict) -> None:
         if key in results:
             bases.setdefault(results[key]["base"], []).append(heading)
     for base, users in bases.items():
-        real = "python:3.11-slim" if base == PYTHON_STANDIN else base
+        real = {PYTHON_STANDIN: "python:3.11-slim"}.get(base, CATALOGUE["images"]["micromamba"])
         published = PUBLISHED_BASES.get(real)
         print(
             f"| {real} (stand-in `{base}`) | {', '.join(users)} | "

@@ -20,7 +20,7 @@ from harness import docker as engine
 from harness.compat import tomllib
 from harness.images import base_images as standins
 from harness.locks import uv_lock
-from harness.render import CATALOGUE, render
+from harness.render import render
 
 BEFORE_TAG, UV_GUIDE_TAG = "mlct-bench/before:latest", "mlct-bench/uv-guide:latest"
 GENERATED_TAGS = {
@@ -160,7 +160,7 @@ def generated_side(
         GENERATED_TAGS[installer],
         project,
         package / "__init__.py",
-        CATALOGUE["images"]["micromamba"],
+        standins.names().micromamba,
         ("python", "-m", package.name, "doctor"),
         urlparse(channel_url).netloc,
         explicit_lock_bytes(lock, channel_url, channel),
@@ -237,7 +237,7 @@ def uv_guide_side(folder: Path, generated: Path, index_url: str) -> Side:
     )
     (folder / ".dockerignore").write_text(".venv\n", encoding="utf-8")
     (folder / "Dockerfile").write_text(
-        uv_guide_dockerfile(python_standin(), CATALOGUE["images"]["uv"]),
+        uv_guide_dockerfile(python_standin(), standins.names().uv),
         encoding="utf-8",
     )
     locked = uv_lock(folder)

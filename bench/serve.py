@@ -119,7 +119,7 @@ def build_image(work: Path) -> tuple[Path, str]:
     ):
         project = render_default(work / "bench-service", index.url, channel.url)
         say(f"building {IMAGE_TAG} ...")
-        result = engine.build(project, IMAGE_TAG)
+        result = engine.build(project, IMAGE_TAG, build_args=standins.names().build_args)
     if result.returncode:
         sys.exit(f"building the default project failed:\n{result.log[-4000:]}")
     return project, next(path for path in (project / "src").iterdir() if path.is_dir()).name

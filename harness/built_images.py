@@ -1,9 +1,10 @@
 """Generated projects rendered, locked and built once per test module, shared by its tests.
 
-Base images are the stand-ins of harness/images/ under catalogue.yml's exact tags; the conda
+Base images are the stand-ins of harness/images/, named by `base_args`: the generated
+Dockerfile's own UV_IMAGE and MICROMAMBA_IMAGE build args, which every build gets. The conda
 layer comes from a local channel served on loopback, the torch index from the local mirror
 served on loopback, everything else from PyPI. `Images(..., platform="linux/arm64")` builds and
-runs for another platform, FROM the stand-ins its `base_args` name.
+runs for another platform.
 """
 
 from __future__ import annotations
@@ -45,9 +46,10 @@ class Built:
 class Images:
     """Projects rendered, locked and built once per module, on first use.
 
-    `platform` builds and runs for that platform (linux/arm64); `base_args` are build args every
-    build gets (the stand-ins for that platform); `lock_platforms` answers the question of that
-    name (the local answers' linux/amd64 otherwise).
+    `base_args` are build args every build gets: the stand-ins' tags (required, so no build falls
+    back to the Dockerfile's upstream names); `platform` builds and runs for that platform
+    (linux/arm64); `lock_platforms` answers the question of that name (the local answers'
+    linux/amd64 otherwise).
     """
 
     def __init__(
@@ -56,12 +58,12 @@ class Images:
         index_url: str,
         channel_url: str,
         *,
+        base_args: dict[str, str],
         platform: str | None = None,
-        base_args: dict[str, str] | None = None,
         lock_platforms: list[str] | None = None,
     ) -> None:
         self.root, self.index_url, self.channel_url = root, index_url, channel_url
-        self.platform, self.base_args = platform, dict(base_args or {})
+        self.platform, self.base_args = platform, dict(base_args)
         self.lock_platforms = lock_platforms
         self.built: dict[str, Built] = {}
         self.tags: list[str] = []

@@ -200,6 +200,18 @@ def image_label(tag: str, key: str) -> str | None:
     return value if result.returncode == 0 and value not in ("", "<no value>") else None
 
 
+def images_labelled(key: str) -> list[str]:
+    """`repository:tag` of every tagged local image that carries label `key`, inherited or own."""
+    listing = ["docker", "image", "ls", "--filter", f"label={key}"]
+    listed = subprocess.run(
+        [*listing, "--format", "{{.Repository}}:{{.Tag}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return sorted(tag for tag in listed if "<none>" not in tag)
+
+
 def image_config(tag: str, field: str, section: str = ".Config") -> str:
     """One field of an image's config (`User`, `Entrypoint`, ...), as Go's template prints it.
 

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, Phase, settings
 
 from harness import conda_channel, docker
 from harness.built_images import Images
-from harness.images import base_images
+from harness.images import base_images, naming
 from harness.index_server import IndexFiles, IndexServer
 from harness.mirror import build_mirror, describe_torch_wheel
 
@@ -56,17 +56,45 @@ def http_mirror_url(mirror_url: str) -> Iterator[str]:
         yield server.url
 
 
-@pytest.fixture(scope="module")
-def stand_ins() -> base_images.StandIns:
+@pytest.fixture(scope="session")
+def stand_in_audit() -> Iterator[set[str]]:
+    """The stand-ins' tags this session ensured; at its end, no stand-in under an upstream name.
+
+    A stand-in under `mambaorg/micromamba:...` would be the base of a real project built on the
+    same machine. The ensured tags must show in the label's listing, so the check sees stand-ins.
+    """
+    ensured: set[str] = set()
+    yield ensured
+    if not ensured:
+        return
+    labelled = docker.images_labelled(naming.INPUTS_LABEL)
+    unseen = sorted(ensured - set(labelled))
+    assert not unseen, f"stand-ins missing from the {naming.INPUTS_LABEL} listing: {unseen}"
+    misnamed = naming.misnamed(labelled)
+    assert not misnamed, (
+        f"stand-ins under upstream images' names: {misnamed}; remove them (docs/testing.md): "
+        f"docker rmi {' '.join(misnamed)}"
+    )
+
+
+@pytest.fixture(scope="session")
+def stand_ins(stand_in_audit: set[str]) -> base_images.StandIns:
     """The stand-in base images in the engine; fails under CI=true without one, else skips."""
     docker.require_engine()
-    return base_images.ensure()
+    ensured = base_images.ensure()
+    stand_in_audit.update(ensured.tags)
+    return ensured
 
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory, http_mirror_url, stand_ins) -> Iterator[Images]:
     """Image builds shared by one test module's tests, removed after it."""
     with conda_channel.ChannelServer(conda_channel.build_channel()) as channel:
-        built = Images(tmp_path_factory.mktemp("images"), http_mirror_url, channel.url)
+        built = Images(
+            tmp_path_factory.mktemp("images"),
+            http_mirror_url,
+            channel.url,
+            base_args=stand_ins.build_args,
+        )
         yield built
     docker.remove_images(*built.tags)

@@ -1,6 +1,7 @@
 """The generated Dockerfile, built unmodified by the real Docker engine, and its images run.
 
-Base images are the stand-ins of harness/images/ under catalogue.yml's exact tags; the conda
+Base images are the stand-ins of harness/images/, under tags of the project's own named by the
+Dockerfile's UV_IMAGE and MICROMAMBA_IMAGE build args; the conda
 layer comes from a local channel served on loopback, the torch index from the local mirror
 served on loopback, everything else from PyPI. Builds are shared between tests per module.
 """
@@ -21,6 +22,7 @@ import pytest
 
 from harness import conda_channel, docker
 from harness.built_images import PROJECTS, Images
+from harness.images import base_images, naming
 from harness.render import CATALOGUE, answers_for, render
 from harness.service_client import LOCKED_DOWN, Api, free_port, logs
 
@@ -84,6 +86,34 @@ def test_without_an_engine_image_tests_fail_under_ci_and_skip_elsewhere(monkeypa
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception, match=r"`bash \.ci/docker-engine start`"):
         docker.require_engine()
+
+
+def test_no_stand_in_takes_an_upstream_images_name():
+    """A stand-in under an upstream name would become the base of a real project built here."""
+    upstream = list(CATALOGUE["images"].values())
+    # The check bites: each upstream image, and its Docker Hub spelling, is under an upstream name.
+    assert upstream and all(naming.under_upstream_name(image) for image in upstream)
+    assert naming.under_upstream_name(f"docker.io/{CATALOGUE['images']['micromamba']}")
+    tags = [
+        *naming.names().tags,
+        *naming.platform_names("linux/arm64").tags,
+        *naming.platform_names("linux/amd64").tags,
+        base_images.rootfs_tag(),
+        base_images.rootfs_tag("arm64"),
+    ]
+    for tag in tags:
+        assert not naming.under_upstream_name(tag), tag
+        assert tag.startswith(f"{naming.NAMESPACE}/"), tag
+    assert len(set(tags)) == len(tags), tags
+
+
+def test_the_stand_ins_build_args_are_the_dockerfiles_base_image_args(tmp_path):
+    """Every image build names the stand-ins through these args: the Dockerfile must read them."""
+    dockerfile = (render(tmp_path / "project", answers_for("default")) / "Dockerfile").read_text()
+    for bases in (naming.names(), naming.platform_names("linux/arm64")):
+        for arg in bases.build_args:
+            assert re.search(rf"^ARG {arg}=", dockerfile, re.M), arg
+            assert re.search(rf"^FROM \${{{arg}}} ", dockerfile, re.M), arg
 
 
 @pytest.mark.parametrize("installer", ["uv", "conda"])

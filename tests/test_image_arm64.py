@@ -42,10 +42,11 @@ print(json.dumps([torch.__version__, torch.version.cuda, platform.machine(), sub
 
 
 @pytest.fixture(scope="module")
-def arm64_images(tmp_path_factory) -> Iterator[Images]:
+def arm64_images(tmp_path_factory, stand_in_audit) -> Iterator[Images]:
     """arm64 builds of this module, FROM the arm64 stand-ins, locked for both platforms."""
     docker.require_arm64()
     stand_ins = base_images.ensure_platform(PLATFORM)
+    stand_in_audit.update(stand_ins.tags)
     mirror = build_mirror(tmp_path_factory.mktemp("mirror"), machines=("x86_64", "aarch64"))
     files = IndexFiles.from_mirror(Path(url2pathname(urlparse(mirror).path)))
     with (

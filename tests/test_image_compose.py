@@ -2,6 +2,8 @@
 
 Compose networks are bridges on private ranges, which must not carry test traffic here: a
 test-only override puts the service on the host's network, bound to 127.0.0.1 on a free port.
+Compose builds nothing: the override names the image `images` built FROM the stand-ins (through
+the Dockerfile's base image build args) and drops `build`.
 """
 
 from __future__ import annotations

@@ -1,20 +1,20 @@
-"""Local stand-ins for the generated Dockerfile's base images, under catalogue.yml's exact tags.
+"""Local stand-ins for the generated Dockerfile's base images, under tags of the project's own.
 
 No registry is reachable where the tests run, so the generated Dockerfile builds, unmodified,
-FROM these images:
+FROM these images, named through its own UV_IMAGE and MICROMAMBA_IMAGE build args (`build_args`):
 - uv: `FROM scratch` with /uv and /uvx from uv's musllinux wheel on PyPI at the pinned version,
   which is what the real ghcr.io/astral-sh/uv image holds.
 - micromamba: a Debian bookworm minbase rootfs (rootfs.py) with the real image's user, prefix,
   variables, entrypoint and shell, and a labelled micromamba stand-in (micromamba/).
   Variants at their own tags: `lagging` (conda's Python packages older than the lock),
   `cuda` (slips a CUDA package in) and `old` (answers --version as micromamba 2.0.5).
-Each image carries a label with a hash of its inputs and is rebuilt only when they change.
+Never under the upstream names (naming.py says what they are called). Every stand-in carries
+INPUTS_LABEL, a hash of its inputs, and is rebuilt only when they change.
 `ensure()` is safe to call from several processes: a file lock serialises the builds.
 
 `ensure_platform("linux/arm64")` builds the same two images for another platform, under tags of
 their own: this engine (Docker 20.10, one image per tag) resolves a FROM tag to its local image
-only when that image's platform is the one being built, and asks the registry otherwise. The
-arm64 builds name them with the Dockerfile's own UV_IMAGE and MICROMAMBA_IMAGE build args.
+only when that image's platform is the one being built, and asks the registry otherwise.
 """
 
 from __future__ import annotations
@@ -30,40 +30,25 @@ import tempfile
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from harness.docker import build, image_config, image_label
+from harness.images.naming import (
+    INPUTS_LABEL,
+    NAMESPACE,
+    PlatformStandIns,
+    StandIns,
+    description,
+    names,
+    platform_names,
+    stand_in_labels,
+    upstream_tag,
+)
 from harness.images.rootfs import CACHE, NATIVE, rootfs_key, rootfs_tarball
-from harness.render import CATALOGUE
 
 HERE = Path(__file__).resolve().parent
-INPUTS_LABEL = "org.ml-container-template.stand-in-inputs"
-ROOTFS_TAG = "ml-container-template/debian-rootfs:bookworm-minbase"
-VARIANT_REPOSITORY = "ml-container-template/micromamba-stand-in"
+ROOTFS_TAG = f"{NAMESPACE}/debian-rootfs:bookworm-minbase"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-
-
-@dataclass(frozen=True)
-class StandIns:
-    uv: str
-    micromamba: str
-    lagging: str
-    cuda: str
-    old: str
-
-
-@dataclass(frozen=True)
-class PlatformStandIns:
-    """The plain stand-ins built for one other platform, and the build args that name them."""
-
-    platform: str
-    uv: str
-    micromamba: str
-
-    @property
-    def build_args(self) -> dict[str, str]:
-        return {"UV_IMAGE": self.uv, "MICROMAMBA_IMAGE": self.micromamba}
 
 
 # Docker's architecture names and uv's wheel tags for them.
@@ -132,12 +117,13 @@ def uv_wheel(version: str, machine: str) -> Path:
     return wheels[0]
 
 
-def ensure_uv(tag: str, version: str | None = None, platform: str | None = None) -> None:
-    version = version or tag.rsplit(":", 1)[1]
+def ensure_uv(tag: str, platform: str | None = None) -> None:
     machine = MACHINES[platform.split("/")[1]] if platform else engine_machine()
-    wheel = uv_wheel(version, machine)
+    wheel = uv_wheel(upstream_tag("uv"), machine)
     dockerfile = "FROM scratch\nCOPY uv uvx /\n"
-    inputs = digest(dockerfile, wheel.read_bytes(), *([platform] if platform else []))
+    inputs = digest(
+        dockerfile, wheel.read_bytes(), description("uv"), *([platform] if platform else [])
+    )
     if image_label(tag, INPUTS_LABEL) == inputs:
         return
     with tempfile.TemporaryDirectory() as work:
@@ -151,14 +137,18 @@ def ensure_uv(tag: str, version: str | None = None, platform: str | None = None)
                     target.chmod(0o755)
         assert (context / "uv").exists() and (context / "uvx").exists(), f"no uv in {wheel}"
         result = build(
-            context, tag, labels={INPUTS_LABEL: inputs}, network="none", platform=platform
+            context, tag, labels=stand_in_labels("uv", inputs), network="none", platform=platform
         )
         assert result.returncode == 0, result.log
 
 
+def rootfs_tag(arch: str = NATIVE) -> str:
+    return ROOTFS_TAG if arch == NATIVE else f"{ROOTFS_TAG}-{arch}"
+
+
 def ensure_rootfs(arch: str = NATIVE) -> str:
     """The Debian root filesystem imported as an image of `arch`; returns its tag."""
-    tag = ROOTFS_TAG if arch == NATIVE else f"{ROOTFS_TAG}-{arch}"
+    tag = rootfs_tag(arch)
     key = rootfs_key(arch)
     if image_label(tag, INPUTS_LABEL) == key and image_config(tag, "Architecture", "") == arch:
         return tag
@@ -200,6 +190,7 @@ def ensure_micromamba(tags: dict[str, str], platform: str | None = None) -> None
     base_inputs = digest(
         rootfs_key(arch),
         HOST_CA_BUNDLE.read_bytes(),
+        description("micromamba"),
         *(f"{p.name}:{p.stat().st_mode & 0o111}" for p in files),
         *(p.read_bytes() for p in files),
     )
@@ -216,7 +207,7 @@ def ensure_micromamba(tags: dict[str, str], platform: str | None = None) -> None
                 tag,
                 build_args={"ROOTFS": rootfs, "VERSION": micromamba_version()},
                 target=target,
-                labels={INPUTS_LABEL: inputs},
+                labels=stand_in_labels("micromamba", inputs),
                 network="none",
                 platform=platform,
             )
@@ -225,20 +216,12 @@ def ensure_micromamba(tags: dict[str, str], platform: str | None = None) -> None
 
 def micromamba_version() -> str:
     """The version in the catalogue's micromamba tag: 2.6.1 of 2.6.1-debian13-slim."""
-    return CATALOGUE["images"]["micromamba"].rsplit(":", 1)[1].split("-")[0]
+    return upstream_tag("micromamba").split("-")[0]
 
 
 def ensure() -> StandIns:
     """Every stand-in, built when missing or stale; returns their tags."""
-    micromamba_tag = CATALOGUE["images"]["micromamba"]
-    version = micromamba_tag.rsplit(":", 1)[1]
-    stand_ins = StandIns(
-        uv=CATALOGUE["images"]["uv"],
-        micromamba=micromamba_tag,
-        lagging=f"{VARIANT_REPOSITORY}:{version}-lagging",
-        cuda=f"{VARIANT_REPOSITORY}:{version}-cuda",
-        old=f"{VARIANT_REPOSITORY}:{version}-old",
-    )
+    stand_ins = names()
     with build_lock():
         ensure_uv(stand_ins.uv)
         ensure_micromamba(
@@ -254,18 +237,11 @@ def ensure() -> StandIns:
 
 def ensure_platform(platform: str) -> PlatformStandIns:
     """The uv and plain micromamba stand-ins for `platform` (linux/arm64), under their own tags."""
-    arch = platform.split("/")[1]
-    uv_version = CATALOGUE["images"]["uv"].rsplit(":", 1)[1]
-    micromamba_version_tag = CATALOGUE["images"]["micromamba"].rsplit(":", 1)[1]
-    stand_ins = PlatformStandIns(
-        platform=platform,
-        uv=f"ml-container-template/uv-stand-in:{uv_version}-{arch}",
-        micromamba=f"{VARIANT_REPOSITORY}:{micromamba_version_tag}-{arch}",
-    )
+    stand_ins = platform_names(platform)
     # debootstrap under emulation takes minutes: not while holding the lock amd64 stand-ins wait on.
-    rootfs_tarball(arch)
+    rootfs_tarball(platform.split("/")[1])
     with build_lock():
-        ensure_uv(stand_ins.uv, uv_version, platform)
+        ensure_uv(stand_ins.uv, platform)
         ensure_micromamba({"plain": stand_ins.micromamba}, platform)
     return stand_ins
 
