@@ -29,14 +29,19 @@ def engine_answers() -> bool:
     return True
 
 
-def require_engine() -> None:
-    """Skip without an engine; under CI=true fail instead, since image tests must run there."""
-    if engine_answers():
+def require(problem: str | None, tests: str) -> None:
+    """Skip for a problem; under CI=true fail instead, since these tests must run there."""
+    if problem is None:
         return
-    message = f"no Docker engine with buildx answers: {START_HINT}"
     if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true requires the image tests: {message}", pytrace=False)
-    pytest.skip(message)
+        pytest.fail(f"CI=true requires {tests}: {problem}", pytrace=False)
+    pytest.skip(problem)
+
+
+def require_engine() -> None:
+    """Skip without an engine, or fail under CI=true."""
+    missing = f"no Docker engine with buildx answers: {START_HINT}"
+    require(None if engine_answers() else missing, "the image tests")
 
 
 def arm64_unavailable() -> str | None:

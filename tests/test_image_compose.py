@@ -9,7 +9,6 @@ the Dockerfile's base image build args) and drops `build`.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import uuid
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness import docker
 from harness.service_client import Api, free_port
 
 COMPOSE_HINT = "`bash .ci/docker-engine start` installs the Compose v2 plugin"
@@ -33,13 +33,9 @@ def compose_answers() -> bool:
 
 
 def require_compose() -> None:
-    """Skip without Compose v2; under CI=true fail instead, since the test must run there."""
-    if compose_answers():
-        return
-    message = f"no Docker Compose v2 plugin answers (`docker compose version`): {COMPOSE_HINT}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true requires the compose test: {message}", pytrace=False)
-    pytest.skip(message)
+    """Skip without Compose v2, or fail under CI=true."""
+    missing = f"no Docker Compose v2 plugin answers (`docker compose version`): {COMPOSE_HINT}"
+    docker.require(None if compose_answers() else missing, "the compose test")
 
 
 def test_without_compose_the_test_fails_under_ci_and_skips_elsewhere(monkeypatch, tmp_path):

