@@ -1,0 +1,1 @@
+"""The test harness: local servers, mirror, channel and stand-ins for the tests and the bench."""
