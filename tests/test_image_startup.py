@@ -1,8 +1,8 @@
 """The default image's first hour: start-up over a hung Hub, a stop while the model loads, the
 health check behind a proxy variable, and the answers a first user's mistakes get.
 
-One image, built as tests/test_image.py builds it, serves every case. Containers run locked down
-on the host's network, bound to 127.0.0.1 on a free port. The hung Hub is a loopback socket that
+One image, built as tests/test_image.py builds it, serves every case. Containers run on the
+host's network, bound to 127.0.0.1 on a free port, locked down where no store opens. The hung Hub is a loopback socket that
 takes connections and never answers: HF_ENDPOINT points at it, no model is baked in and
 HF_HUB_OFFLINE is unset, so the model's load waits on it as it would on a hung network.
 """
@@ -48,8 +48,9 @@ def hung_hub() -> Iterator[str]:
 class Service:
     """One container of the image on a free loopback port, removed on the way out."""
 
-    def __init__(self, built: Built, **env: str) -> None:
+    def __init__(self, built: Built, options: tuple[str, ...] = LOCKED_DOWN, **env: str) -> None:
         self.port = free_port()
+        self.options = options
         prefix = built.package.upper()
         env = {f"{prefix}_HOST": "127.0.0.1", f"{prefix}_PORT": str(self.port), **env}
         self.env = {key.replace("PREFIX_", f"{prefix}_"): value for key, value in env.items()}
@@ -166,7 +167,8 @@ def test_behind_a_proxy_variable_the_health_check_and_a_first_users_mistakes(bui
         "HTTP_PROXY": f"http://127.0.0.1:{closed}",
         "http_proxy": f"http://127.0.0.1:{closed}",
     }
-    with Service(built, **env) as service:
+    # Not read-only: the store opens in the container's own layer, and this test keeps nothing.
+    with Service(built, options=(), **env) as service:
         service.api.wait_ready()
         deadline = time.monotonic() + GUARD_SECONDS
         while docker.container_state(service.container, "{{ .State.Health.Status }}") != "healthy":
