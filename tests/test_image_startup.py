@@ -58,7 +58,7 @@ class Service:
         self.container = ""
 
     def __enter__(self) -> Service:
-        self.container = docker.start(self.tag, network="host", env=self.env, options=LOCKED_DOWN)
+        self.container = docker.start(self.tag, network="host", env=self.env, options=self.options)
         return self
 
     def __exit__(self, *exc: object) -> None:
