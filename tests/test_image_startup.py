@@ -2,9 +2,10 @@
 health check behind a proxy variable, and the answers a first user's mistakes get.
 
 One image, built as tests/test_image.py builds it, serves every case. Containers run on the
-host's network, bound to 127.0.0.1 on a free port, locked down where no store opens. The hung Hub is a loopback socket that
-takes connections and never answers: HF_ENDPOINT points at it, no model is baked in and
-HF_HUB_OFFLINE is unset, so the model's load waits on it as it would on a hung network.
+host's network, bound to 127.0.0.1 on a free port, locked down where no store opens. The hung
+Hub is a loopback socket that takes connections and never answers: HF_ENDPOINT points at it, no
+model is baked in and HF_HUB_OFFLINE is unset, so the model's load waits on it as it would on a
+hung network.
 """
 
 from __future__ import annotations
