@@ -20,6 +20,7 @@ def test_default_answers():
         f"torch=={NEWEST['torch']}",
         "sentence-transformers>=6.2,<7",
         "chromadb>=1.5,<2",
+        "pydantic-settings>=2.16,<3",
         "fastapi>=0.165,<1",
         "uvicorn>=0.55,<1",
         "prometheus-client>=0.26,<1",
@@ -80,7 +81,12 @@ def test_faiss_is_conda_owned_under_either_installer_and_brings_numpy(installer)
     # conda-forge's range, in both files: the conda lock pins uv to conda's pick.
     faiss = CATALOGUE["stores"]["faiss"]["conda"]["version"]
     assert result["conda_specs"] == ["python=3.12.*", f"faiss-cpu{faiss}"]
-    assert result["dependencies"] == [f"faiss-cpu{faiss}", "numpy>=1.26,<3"]
+    settings = CATALOGUE["settings_library"]
+    assert result["dependencies"] == [
+        f"faiss-cpu{faiss}",
+        "numpy>=1.26,<3",
+        settings["pypi"] + settings["version"],
+    ]
 
 
 def test_no_store_means_no_store_module():

@@ -40,7 +40,7 @@ def requirements(project) -> list[str]:
 def test_serve_none_renders_the_cli_alone_and_passes_the_file_checks(tmp_path, name):
     project = render(tmp_path / "project", answers_for(name, serve="none"))
     checks.check_project(project)
-    for module in ("server.py", "mcp_server.py", "service.py"):
+    for module in ("server", "mcp_server.py", "service.py", "runtime.py"):
         assert not (package_dir(project) / module).exists()
     for test in ("test_server.py", "test_mcp_server.py", "test_service_core.py"):
         assert not (project / "tests" / test).exists()
@@ -53,14 +53,15 @@ def test_serve_none_renders_the_cli_alone_and_passes_the_file_checks(tmp_path, n
 def test_serve_defaults_to_http_with_a_store_and_to_none_without(tmp_path):
     with_store = render(tmp_path / "store", answers_for("default"))
     assert "serve: http\n" in (with_store / ".copier-answers.yml").read_text()
-    assert (package_dir(with_store) / "server.py").is_file()
+    assert (package_dir(with_store) / "server" / "app.py").is_file()
     assert (package_dir(with_store) / "service.py").is_file()
+    assert (package_dir(with_store) / "runtime.py").is_file()
     assert not (package_dir(with_store) / "mcp_server.py").exists()
     assert (with_store / "tests" / "test_server.py").is_file()
     assert (with_store / "tests" / "test_service_core.py").is_file()
     without = render(tmp_path / "none", answers_for("none-bare-311"))
     assert "serve: none\n" in (without / ".copier-answers.yml").read_text()
-    assert not (package_dir(without) / "server.py").exists()
+    assert not (package_dir(without) / "server").exists()
 
 
 def test_http_serves_from_the_image_on_the_catalogue_port(tmp_path):
@@ -97,7 +98,7 @@ def test_serve_mcp_renders_the_mcp_server_and_passes_the_file_checks(tmp_path, n
     checks.check_project(project)
     package = package_dir(project)
     assert (package / "mcp_server.py").is_file() and (package / "service.py").is_file()
-    assert not (package / "server.py").exists()
+    assert not (package / "server").exists()
     assert (project / "tests" / "test_mcp_server.py").is_file()
     assert (project / "tests" / "test_service_core.py").is_file()
     assert not (project / "tests" / "test_server.py").exists()

@@ -271,7 +271,7 @@ def cli_only_project(mirror_url, tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_a_cli_only_project_passes_its_tests_and_types_without_the_web_stack(cli_only_project):
-    assert not (cli_only_project / "src" / package_of(cli_only_project) / "server.py").exists()
+    assert not (cli_only_project / "src" / package_of(cli_only_project) / "server").exists()
     assert_generated_tests_pass(cli_only_project)
     assert_types_check(cli_only_project)
     fastapi = run(cli_only_project, "uv", "run", "--locked", "python", "-c", "import fastapi")

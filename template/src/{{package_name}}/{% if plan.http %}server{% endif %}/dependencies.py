@@ -1,0 +1,35 @@
+"""What routes ask FastAPI for: the ready service, and a body sent as JSON."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from ..runtime import Lifecycle
+from ..service import Service
+from .schemas import RETRY_AFTER_SECONDS
+
+JSON_ONLY = "the body must be JSON, sent with the header Content-Type: application/json"
+
+
+def get_service(request: Request) -> Service:
+    """The app's service, or 503 with Retry-After while the model loads or the store closes."""
+    lifecycle: Lifecycle = request.app.state.lifecycle
+    if lifecycle.service is None:
+        raise HTTPException(
+            503,
+            "not ready: the model is loading or the store is closing",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    return lifecycle.service
+
+
+def require_json(request: Request) -> None:
+    """415 for a body sent as a form or as text (curl -d), which would fail validation obscurely."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise HTTPException(415, JSON_ONLY)
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
