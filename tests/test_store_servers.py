@@ -21,6 +21,7 @@ from psycopg_pool import ConnectionPool
 
 from harness import docker
 from harness.chroma_server import ChromaServer, chroma_server
+from harness.images import naming, pgvector_image
 from harness.pg_server import PgServer, pgvector_server
 
 VECTORS = {"north": [0.0, 1.0, 0.0], "east": [1.0, 0.0, 0.0], "up": [0.0, 0.0, 1.0]}
@@ -28,10 +29,27 @@ NEAR_EAST = [0.9, 0.1, 0.0]
 
 
 @pytest.fixture(scope="module")
-def pg(tmp_path_factory) -> Iterator[PgServer]:
+def pg(tmp_path_factory, stand_in_audit: set[str]) -> Iterator[PgServer]:
     docker.require_engine()
     with pgvector_server(tmp_path_factory.mktemp("pgvector")) as server:
+        stand_in_audit.add(server.image)  # the session's end checks its name and label
         yield server
+
+
+def test_the_pgvector_image_is_named_as_a_stand_in() -> None:
+    assert pgvector_image.TAG.startswith(f"{naming.NAMESPACE}/")
+    upstream = naming.repository(pgvector_image.UPSTREAM)
+    assert naming.repository(pgvector_image.TAG) != upstream
+    assert not naming.repository(pgvector_image.TAG).endswith(upstream)
+
+
+@pytest.mark.image
+def test_the_pgvector_image_says_what_it_is(pg: PgServer) -> None:
+    description = docker.image_label(pg.image, naming.DESCRIPTION_LABEL) or ""
+    assert description.startswith(f"Stand-in for {pgvector_image.UPSTREAM} ")
+    assert docker.image_label(pg.image, naming.INPUTS_LABEL)
+    assert docker.image_config(pg.image, "User") == '"999:999"'
+    assert "pg_isready" in docker.image_config(pg.image, "Healthcheck")
 
 
 def password(server: PgServer) -> str:
