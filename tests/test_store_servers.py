@@ -44,6 +44,13 @@ def test_the_pgvector_image_is_named_as_a_stand_in() -> None:
 
 
 @pytest.mark.image
+def test_the_pgvector_image_refuses_to_start_without_a_password(pg: PgServer) -> None:
+    started = docker.run(pg.image)
+    assert started.returncode == 1
+    assert "set POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE" in started.stderr
+
+
+@pytest.mark.image
 def test_the_pgvector_image_says_what_it_is(pg: PgServer) -> None:
     description = docker.image_label(pg.image, naming.DESCRIPTION_LABEL) or ""
     assert description.startswith(f"Stand-in for {pgvector_image.UPSTREAM} ")
