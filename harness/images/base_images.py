@@ -44,7 +44,7 @@ from harness.images.naming import (
     stand_in_labels,
     upstream_tag,
 )
-from harness.images.rootfs import CACHE, NATIVE, rootfs_key, rootfs_tarball
+from harness.images.rootfs import BOOKWORM, CACHE, NATIVE, Recipe, rootfs_key, rootfs_tarball
 
 HERE = Path(__file__).resolve().parent
 ROOTFS_TAG = f"{NAMESPACE}/debian-rootfs:bookworm-minbase"
@@ -64,9 +64,9 @@ def digest(*parts: bytes | str) -> str:
 
 
 @contextmanager
-def build_lock() -> Iterator[None]:
+def build_lock(name: str = "stand-ins") -> Iterator[None]:
     CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / "stand-ins.lock", "w") as handle:
+    with open(CACHE / f"{name}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 
@@ -142,14 +142,15 @@ def ensure_uv(tag: str, platform: str | None = None) -> None:
         assert result.returncode == 0, result.log
 
 
-def rootfs_tag(arch: str = NATIVE) -> str:
-    return ROOTFS_TAG if arch == NATIVE else f"{ROOTFS_TAG}-{arch}"
+def rootfs_tag(arch: str = NATIVE, recipe: Recipe = BOOKWORM) -> str:
+    tag = f"{NAMESPACE}/debian-rootfs:{recipe.suite}-{recipe.name}"
+    return tag if arch == NATIVE else f"{tag}-{arch}"
 
 
-def ensure_rootfs(arch: str = NATIVE) -> str:
+def ensure_rootfs(arch: str = NATIVE, recipe: Recipe = BOOKWORM) -> str:
     """The Debian root filesystem imported as an image of `arch`; returns its tag."""
-    tag = rootfs_tag(arch)
-    key = rootfs_key(arch)
+    tag = rootfs_tag(arch, recipe)
+    key = rootfs_key(arch, recipe)
     if image_label(tag, INPUTS_LABEL) == key and image_config(tag, "Architecture", "") == arch:
         return tag
     if arch == NATIVE:
@@ -159,7 +160,7 @@ def ensure_rootfs(arch: str = NATIVE) -> str:
                 "import",
                 "--change",
                 f"LABEL {INPUTS_LABEL}={key}",
-                str(rootfs_tarball()),
+                str(rootfs_tarball(recipe=recipe)),
                 tag,
             ],
             check=True,
@@ -169,7 +170,7 @@ def ensure_rootfs(arch: str = NATIVE) -> str:
     # This engine's `docker import` ignores --platform: a build records the architecture.
     with tempfile.TemporaryDirectory(dir=CACHE, prefix="rootfs-context-") as work:
         context = Path(work)
-        os.link(rootfs_tarball(arch), context / "rootfs.tar")
+        os.link(rootfs_tarball(arch, recipe), context / "rootfs.tar")
         (context / "Dockerfile").write_text("FROM scratch\nADD rootfs.tar /\n")
         result = build(
             context,

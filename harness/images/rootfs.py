@@ -1,7 +1,9 @@
-"""A Debian minbase root filesystem with python3, made by debootstrap and cached as a tarball.
+"""A Debian minbase root filesystem, made by debootstrap and cached as a tarball.
 
-The micromamba stand-in starts from it: no registry is reachable, and the machine's own Debian
-mirror is. The tarball is cached under ~/.cache/ml-container-template/ by a hash of its inputs.
+The micromamba stand-in starts from bookworm with python3 (`BOOKWORM`), the pgvector server
+from trixie with PostgreSQL (a `Recipe` of its own): no registry is reachable, and the machine's
+own Debian mirror is. The tarball is cached under ~/.cache/ml-container-template/ by a hash of
+its inputs.
 For another architecture (arm64 on an amd64 machine) debootstrap runs with `--foreign` and its
 second stage runs in a chroot under qemu-user-static, which .ci/arm64-emulation registers.
 """
@@ -11,15 +13,28 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.cache import cache_root
 
-SUITE = "bookworm"  # its python3 is 3.11, the Python the image tests lock for
-PACKAGES = ("python3",)
+
+@dataclass(frozen=True)
+class Recipe:
+    """What debootstrap installs (a suite, packages added to minbase) and what is left out."""
+
+    suite: str
+    packages: tuple[str, ...]
+    name: str = "minbase"  # in the tarball's file name and the imported image's tag
+    # Paths in the tree removed before it is packed (a package's default data, say).
+    remove: tuple[str, ...] = ()
+
+
+BOOKWORM = Recipe("bookworm", ("python3",))  # its python3 is 3.11, the Python the tests lock for
 # Where the machine is not Debian (GitHub's Ubuntu runners): Debian's own redirector.
 FALLBACK_MIRROR = "http://deb.debian.org/debian"
 CACHE = cache_root()
@@ -69,11 +84,13 @@ def ensure_debootstrap() -> str:
     return shutil.which("debootstrap") or "/usr/sbin/debootstrap"
 
 
-def rootfs_key(arch: str = NATIVE) -> str:
+def rootfs_key(arch: str = NATIVE, recipe: Recipe = BOOKWORM) -> str:
     """What the tarball depends on: suite, mirror, packages, and a foreign architecture."""
-    inputs = f"{SUITE}|{debian_mirror()}|minbase|{','.join(PACKAGES)}"
+    inputs = f"{recipe.suite}|{debian_mirror()}|minbase|{','.join(recipe.packages)}"
     if arch != NATIVE:  # the native key predates foreign ones: keep it, and its cached tarball
         inputs += f"|{arch}"
+    if recipe.remove:  # likewise for removals
+        inputs += f"|-{','.join(recipe.remove)}"
     return hashlib.sha256(inputs.encode()).hexdigest()[:16]
 
 
@@ -83,10 +100,11 @@ def _run(command: list[str], what: str) -> None:
         raise RuntimeError(f"{what} failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
 
 
-def rootfs_tarball(arch: str = NATIVE) -> Path:
+def rootfs_tarball(arch: str = NATIVE, recipe: Recipe = BOOKWORM) -> Path:
     """The cached tarball, made by debootstrap on first use (minutes; more under emulation)."""
     suffix = "" if arch == NATIVE else f"-{arch}"
-    target = CACHE / f"debian-{SUITE}-minbase{suffix}-{rootfs_key(arch)}.tar"
+    key = rootfs_key(arch, recipe)
+    target = CACHE / f"debian-{recipe.suite}-{recipe.name}{suffix}-{key}.tar"
     if target.exists():
         return target
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -100,8 +118,8 @@ def rootfs_tarball(arch: str = NATIVE) -> Path:
                 debootstrap,
                 "--variant=minbase",
                 *options,
-                f"--include={','.join(PACKAGES)}",
-                SUITE,
+                f"--include={','.join(recipe.packages)}",
+                recipe.suite,
                 str(root),
                 debian_mirror(),
             ],
@@ -112,16 +130,9 @@ def rootfs_tarball(arch: str = NATIVE) -> Path:
                 ["chroot", str(root), "/debootstrap/debootstrap", "--second-stage"], "second stage"
             )
         # Downloaded .debs and apt lists are not part of a base image.
-        subprocess.run(
-            as_root(
-                [
-                    "sh",
-                    "-c",
-                    f"rm -rf {root}/var/cache/apt/archives/*.deb {root}/var/lib/apt/lists/*",
-                ]
-            ),
-            check=True,
-        )
+        leftovers = ("var/cache/apt/archives/*.deb", "var/lib/apt/lists/*", *recipe.remove)
+        globs = " ".join(f"{shlex.quote(str(root))}/{path}" for path in leftovers)
+        subprocess.run(as_root(["sh", "-c", f"rm -rf {globs}"]), check=True)
         partial = Path(work) / "rootfs.tar"
         subprocess.run(
             as_root(["tar", "--numeric-owner", "-C", str(root), "-cf", str(partial), "."]),
