@@ -423,7 +423,7 @@ def show_report(project: Path, uv: str) -> dict | None:
 
 def uv_missing() -> Failure:
     return Failure(
-        f"uv is not on PATH (install it: {UV_INSTALL_URL})",
+        f"uv is not on PATH; install it, as {UV_INSTALL_URL} shows",
         next_step="make lock",
         when="once uv is installed",
     )

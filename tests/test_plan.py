@@ -50,7 +50,10 @@ def test_default_answers():
     assert result["conda_owned"] == ["torch"]
     assert result["torch_needed"] and result["sentence_transformers"]
     assert result["has_store"] and result["store"]["key"] == "chromadb"
-    assert (result["store"]["module"], result["store"]["class"]) == ("chromadb_store", "ChromadbStore")
+    assert (result["store"]["module"], result["store"]["class"]) == (
+        "chromadb_store",
+        "ChromadbStore",
+    )
     assert result["env_prefix"] == "MY_APP_"
     assert result["environments"] == [
         CATALOGUE["platforms"]["linux/amd64"]["marker"],
