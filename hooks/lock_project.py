@@ -471,7 +471,7 @@ def report_success(project: Path, after_update: bool, index: Index) -> None:
     if after_update:
         say("uv.lock and the conda locks are up to date and CPU-only.")
         return
-    say("uv.lock is written and CPU-only. The project is ready; build its image with:")
+    say("uv.lock is written and CPU-only; next, build the image:")
     say_command(project, "make build")
     if index.loopback:
         say(

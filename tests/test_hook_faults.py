@@ -260,7 +260,7 @@ class Case:
             assert data["version"] >= 1 and {PROBE_SLUG, "torch"} <= names, where
             # The next step, to copy; the index is on loopback, which the build reaches only
             # on the host's network, and the words say how make build does that.
-            assert said("uv.lock is written and CPU-only.", self.output), where
+            assert said("uv.lock is written and CPU-only; next, build the image:", self.output)
             assert command_line(self.project, "make build") in self.output, where
             assert said("make build passes --network host", self.output), where
             return
