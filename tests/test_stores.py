@@ -17,9 +17,13 @@ import pytest
 
 from harness.compat import tomllib
 from harness.render import CATALOGUE, answers_for, local_answers, render
+from tests.test_plan import plan
 
+# Each embedded store's generated module, as the plan derives it from the store's key.
 STORE_MODULES = {
-    name: store["module"] for name, store in CATALOGUE["stores"].items() if "module" in store
+    name: plan(vector_store=name)["store"]["module"]
+    for name in CATALOGUE["stores"]
+    if name != "none"
 }
 EMBEDDED_STORES = list(STORE_MODULES)
 SHARED_MODULES = ["store", "search", "settings", "embeddings"]
