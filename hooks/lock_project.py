@@ -25,7 +25,14 @@ from pathlib import Path
 import conda_layer
 import yaml  # Copier's own dependency
 from bounded import Stopped, run_to_end
-from contracts import credential_variables, script_result, uv_kind, without_result, wrap
+from contracts import (
+    credential_variables,
+    on_loopback,
+    script_result,
+    uv_kind,
+    without_result,
+    wrap,
+)
 
 ANSWERS = ".copier-answers.yml"
 CONFLICT_MARKERS = ("<<<<<<< ", "=======", ">>>>>>> ")
@@ -164,10 +171,12 @@ def shorten(uv_output: str, limit: int = 8) -> str:
 
 @dataclass
 class Index:
-    """The project's CPU index, for messages only: its URL from the answers, uv's variables."""
+    """The project's CPU index, for messages only: its URL from the answers, uv's variables,
+    and whether the image build reaches a mirror only on the host's network."""
 
     url: str = "the CPU index"
     credentials: str = " and ".join(credential_variables())
+    loopback: bool = False
 
     @classmethod
     def of(cls, project: Path) -> Index:
@@ -176,57 +185,60 @@ class Index:
             answers = yaml.safe_load((project / ANSWERS).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError):
             return cls()
-        url = answers.get("torch_index_url") if isinstance(answers, dict) else None
-        return cls(url) if isinstance(url, str) and url else cls()
+        if not isinstance(answers, dict):
+            return cls()
+        url, channel = answers.get("torch_index_url"), answers.get("conda_channel")
+        sources = [value for value in (url, channel) if isinstance(value, str)]
+        loopback = any(on_loopback(source) for source in sources)
+        return cls(url, loopback=loopback) if isinstance(url, str) and url else cls()
+
+
+# What each kind of uv failure (contracts.uv_kind) means, in words, and when `uv lock` can work
+# again: {url} is the project's index, {credentials} uv's variables for it.
+UV_FAILURES: dict[str | None, dict[str, str]] = {
+    # uv reports a 401 on the index as "not found" with a hint: the hint is the cause.
+    "auth": {
+        "reason": "the index refused access without valid credentials (is {url} private?)",
+        "when": "with {credentials} set in the environment",
+    },
+    "missing": {"reason": "a package is missing from an index (is torch served at {url}?)"},
+    "platform": {
+        "reason": "the dependencies cannot be satisfied: a package has no wheels for one of "
+        "the lock platforms (a conflict, not a network problem)",
+        "when": "after removing that platform from environments and required-environments "
+        "in pyproject.toml, or with an index that has its wheels",
+    },
+    "conflict": {
+        "reason": "the dependencies cannot be satisfied together (a conflict, not a network "
+        "problem)",
+        "when": "after changing the conflicting requirement in pyproject.toml",
+    },
+    # uv needs an interpreter for requires-python and could not fetch one: not the index.
+    "python": {
+        "reason": "uv needs the project's Python to lock, found none installed, and could not "
+        "download one",
+        "next_step": "uv python install && uv lock",
+    },
+    "permission": {
+        "reason": "uv could not write a file; permission denied (is the project or uv's cache "
+        "read-only?)",
+        "when": NOT_WRITABLE_WHEN,
+    },
+    "network": {"reason": "a package index could not be reached or answered with an error"},
+    None: {"reason": "uv lock failed"},
+}
 
 
 def classify(uv_output: str, index: Index) -> Failure:
     """Name what went wrong from uv's message (catalogue.yml's uv_phrases, in their order)."""
-    detail = shorten(uv_output)
-    kind = uv_kind(uv_output)
-    if kind == "auth":
-        # uv reports a 401 on the index as "not found" with a hint: the hint is the cause.
-        return Failure(
-            f"the index refused access without valid credentials (is {index.url} private?)",
-            detail,
-            when=f"with {index.credentials} set in the environment",
-        )
-    if kind == "missing":
-        return Failure(
-            f"a package is missing from an index (is torch served at {index.url}?)", detail
-        )
-    if kind == "platform":
-        return Failure(
-            "the dependencies cannot be satisfied: a package has no wheels for one of the "
-            "lock platforms (a conflict, not a network problem)",
-            detail,
-            when="after removing that platform from environments and required-environments "
-            "in pyproject.toml, or with an index that has its wheels",
-        )
-    if kind == "conflict":
-        return Failure(
-            "the dependencies cannot be satisfied together (a conflict, not a network problem)",
-            detail,
-            when="after changing the conflicting requirement in pyproject.toml",
-        )
-    if kind == "python":
-        # uv needs an interpreter for requires-python and could not fetch one: not the index.
-        return Failure(
-            "uv needs the project's Python to lock, found none installed, and could not "
-            "download one",
-            detail,
-            next_step="uv python install && uv lock",
-        )
-    if kind == "permission":
-        return Failure(
-            "uv could not write a file (permission denied: is the project or uv's cache "
-            "read-only?)",
-            detail,
-            when=NOT_WRITABLE_WHEN,
-        )
-    if kind == "network":
-        return Failure("a package index could not be reached or answered with an error", detail)
-    return Failure("uv lock failed", detail)
+    words = {"url": index.url, "credentials": index.credentials}
+    meaning = {key: text.format(**words) for key, text in UV_FAILURES[uv_kind(uv_output)].items()}
+    return Failure(
+        meaning["reason"],
+        shorten(uv_output),
+        next_step=meaning.get("next_step", "uv lock"),
+        when=meaning.get("when", ""),
+    )
 
 
 def writable(project: Path) -> bool:
@@ -411,7 +423,7 @@ def show_report(project: Path, uv: str) -> dict | None:
 
 def uv_missing() -> Failure:
     return Failure(
-        f"uv is not on PATH (install it: {UV_INSTALL_URL})",
+        f"uv is not on PATH; install it, as {UV_INSTALL_URL} shows",
         next_step="make lock",
         when="once uv is installed",
     )
@@ -455,11 +467,36 @@ def report_failure(project: Path, failure: Failure) -> None:
         say_command(project, failure.or_step)
 
 
-def report_success(project: Path, after_update: bool) -> None:
+def report_success(project: Path, after_update: bool, index: Index) -> None:
     if after_update:
         say("uv.lock and the conda locks are up to date and CPU-only.")
+        return
+    say("uv.lock is written and CPU-only; next, build the image:")
+    say_command(project, "make build")
+    if index.loopback:
+        say(
+            "Its package mirrors are on loopback, which an image build reaches only on the "
+            "host's network, so make build passes --network host (NETWORK= turns that off)."
+        )
+
+
+def announce_changes(project: Path) -> None:
+    """After an update, whether it changed any file: Copier's closing words cannot know."""
+    try:
+        command = ["git", "status", "--porcelain"]
+        result = subprocess.run(
+            command, cwd=project, capture_output=True, text=True, check=False, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return
+    if result.returncode != 0:
+        return
+    changed = len(result.stdout.splitlines())
+    if changed == 0:
+        say("The update changed no file: the project is as you last committed it.")
     else:
-        say(f"uv.lock is written and CPU-only: {project} is ready to build (make build).")
+        files = "file" if changed == 1 else "files"
+        say(f"The update changed {changed} {files}, none committed yet: review, then commit.")
 
 
 def conflicts_left(project: Path) -> tuple[list[str], list[str]]:
@@ -522,12 +559,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.after_update:
         announce_update()
         announce_conflicts(project)
-    failure = lock(project, Index.of(project))
+    index = Index.of(project)
+    failure = lock(project, index)
     if failure is None:
-        report_success(project, args.after_update)
-        return 0
-    report_failure(project, failure)
-    return 1 if strict() else 0
+        report_success(project, args.after_update, index)
+    else:
+        report_failure(project, failure)
+    if args.after_update:
+        announce_changes(project)
+    return 0 if failure is None or not strict() else 1
 
 
 if __name__ == "__main__":

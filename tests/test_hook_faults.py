@@ -111,6 +111,29 @@ def said(phrase: str, output: str) -> bool:
     return " ".join(phrase.split()) in plain(output)
 
 
+def split_phrases(output: str) -> list[str]:
+    """Parenthesised phrases the hook split across its lines though they fit on one line."""
+    room = 80 - len(PREFIX) - 1
+    lines = [line.split(PREFIX, 1)[1].strip() for line in output.splitlines() if PREFIX in line]
+    split, phrase, depth = [], [], 0
+    for line in lines:
+        for char in line:
+            if char == "(":
+                depth += 1
+            if depth:
+                phrase.append(char)
+            if char == ")" and depth:
+                depth -= 1
+                if depth == 0:
+                    text = "".join(phrase)
+                    if "\n" in text and len(text) <= room:
+                        split.append(text.replace("\n", " "))
+                    phrase = []
+        if depth:  # open at the line's end: the phrase runs on into the next line
+            phrase.append("\n")
+    return split
+
+
 def command_line(project: Path, command: str) -> str:
     """The next step as the hook prints it: a line of its own, to copy."""
     return f"\n    cd {project} && {command}\n"
@@ -227,12 +250,21 @@ class Case:
         assert after == self.files, f"the project changed {where}"
         assert listing_outside(self.nest, self.project) == self.outside, f"wrote outside {where}"
         assert not processes_in(self.project), f"a process is still running in the project {where}"
+        # Only a word longer than a line (a temporary path, a URL uv quotes) may run past 80.
+        judged = [line for line in self.output.splitlines() if PREFIX in line]
+        assert all(len(line) <= 80 or max(map(len, line.split())) > 40 for line in judged), where
+        assert split_phrases(self.output) == [], where
         if kind is None:
             assert self.returncode == 0, where
             assert lock is not None, where
             data = tomllib.loads((self.project / "uv.lock").read_text(encoding="utf-8"))
             names = {package["name"] for package in data["package"]}
             assert data["version"] >= 1 and {PROBE_SLUG, "torch"} <= names, where
+            # The next step, to copy; the index is on loopback, which the build reaches only
+            # on the host's network, and the words say how make build does that.
+            assert said("uv.lock is written and CPU-only; next, build the image:", self.output)
+            assert command_line(self.project, "make build") in self.output, where
+            assert said("make build passes --network host", self.output), where
             return
         assert lock is None, f"uv.lock was left behind {where}"
         assert self.returncode == (1 if self.strict else 0), where
@@ -255,9 +287,6 @@ class Case:
         if kind == "python":
             next_step = f"uv python install && {next_step}"
         assert command_line(self.project, next_step) in self.output, where
-        # Only a word longer than a line (a temporary path, a URL uv quotes) may run past 80.
-        judged = [line for line in self.output.splitlines() if PREFIX in line]
-        assert all(len(line) <= 80 or max(map(len, line.split())) > 40 for line in judged), where
 
 
 def run_both(
@@ -569,3 +598,23 @@ def test_interrupted_during_the_conda_lock(tmp_path, x86_only_mirror):
     assert not said("kept and complete", case.output), case.output
     assert said("kept, but has no conda lock yet; uv.lock is absent.", case.output), case.output
     assert command_line(case.project, "make lock") in case.output, case.output
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        # Both split "(make build)" before the hook held such phrases together.
+        "uv.lock is written and CPU-only: /home/someone/src/my-service is ready to build "
+        "(make build).",
+        "uv.lock is written and CPU-only: /home/me/src/embedding-service is ready to build "
+        "(make build).",
+    ],
+)
+def test_wrapping_keeps_a_parenthesised_phrase_whole(monkeypatch, line):
+    """A phrase in parentheses that fits on a line is never split across two prefixed lines."""
+    monkeypatch.syspath_prepend(str(ROOT / "hooks"))  # as when Copier runs the hook by path
+    contracts = importlib.import_module("contracts")
+    wrapped = contracts.wrap(line)
+    assert len(wrapped) > 1 and all(len(part) <= 80 for part in wrapped)
+    assert split_phrases("\n".join(wrapped)) == []
+    assert plain("\n".join(wrapped)) == line

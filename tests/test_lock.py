@@ -224,3 +224,17 @@ def test_one_owner_per_package(answer_set, tmp_path, http_mirror_url):
         version = Version(torch["version"])
         release = f"{version.major}.{version.minor}"
         assert f"pytorch-cpu={release}.*" in env_text
+
+
+def test_make_verify_speaks_to_people_in_80_columns(default_project):
+    """`make verify` ends each lock script with a line for people, not the hook's JSON line
+    (which the scripts still write when the hook runs them), and nothing it prints wraps."""
+    result = subprocess.run(
+        ["make", "verify"], cwd=default_project, env=UV_ENV, capture_output=True, text=True
+    )
+    lines = (result.stdout + result.stderr).splitlines()
+    assert result.returncode == 0, "\n".join(lines)
+    assert [line for line in lines if len(line) > 80] == [], "\n".join(lines)
+    assert not [line for line in lines if line.lstrip().startswith("{")], "\n".join(lines)
+    assert "conda locks: fresh" in result.stderr.splitlines()
+    assert result.stderr.splitlines()[-1] == "lock report: ok"

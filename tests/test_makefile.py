@@ -55,3 +55,38 @@ def test_build_args_are_documented_in_the_help_comment(project):
     makefile = (project / "Makefile").read_text(encoding="utf-8")
     build = next(line for line in makefile.splitlines() if line.startswith("build:"))
     assert "BUILD_ARGS" in build.split("##", 1)[1]
+
+
+@pytest.fixture(scope="module")
+def loopback_project(tmp_path_factory) -> Path:
+    """A project whose CPU index is a mirror on loopback, as in an air-gapped setup."""
+    answers = answers_for("default", torch_index_url="http://127.0.0.1:8000/simple")
+    return render(tmp_path_factory.mktemp("makefile") / "project", answers)
+
+
+def test_build_reaches_loopback_mirrors_on_the_host_network(loopback_project):
+    """Without --network host the build cannot reach 127.0.0.1 (`network bridge not found`
+    on an engine without a bridge), so the project's own Makefile defaults to it."""
+    assert dry_run(loopback_project, "build") == [
+        "time docker build --network host -t test-service .".split()
+    ]
+    # Other flags keep it; NETWORK= drops it.
+    lines = dry_run(loopback_project, "build", "BUILD_ARGS=--pull")
+    assert lines == ["time docker build --network host --pull -t test-service .".split()]
+    assert dry_run(loopback_project, "build", "NETWORK=") == [
+        "time docker build -t test-service .".split()
+    ]
+
+
+def test_the_readme_ties_loopback_mirrors_to_the_build_network(project, loopback_project):
+    readme = " ".join((loopback_project / "README.md").read_text(encoding="utf-8").split())
+    assert "`make build` runs `docker build --network host`" in readme
+    assert "network bridge not found" in readme
+    default = " ".join((project / "README.md").read_text(encoding="utf-8").split())
+    assert "`make build NETWORK=host`" in default
+
+
+def test_build_network_is_documented_in_the_help_comment(project):
+    makefile = (project / "Makefile").read_text(encoding="utf-8")
+    build = next(line for line in makefile.splitlines() if line.startswith("build:"))
+    assert "NETWORK=host" in build.split("##", 1)[1]

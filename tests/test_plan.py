@@ -29,7 +29,10 @@ def test_default_answers():
     assert result["conda_owned"] == ["torch"]
     assert result["torch_needed"] and result["sentence_transformers"]
     assert result["has_store"] and result["store"]["key"] == "chromadb"
-    assert (result["store"]["module"], result["store"]["class"]) == ("chroma_store", "ChromaStore")
+    assert (result["store"]["module"], result["store"]["class"]) == (
+        "chromadb_store",
+        "ChromadbStore",
+    )
     assert result["env_prefix"] == "MY_APP_"
     assert result["environments"] == [
         CATALOGUE["platforms"]["linux/amd64"]["marker"],
@@ -174,3 +177,22 @@ def test_serve_none_adds_nothing():
     assert not result["http"] and not result["serves"] and result["port"] is None
     assert result["test_dependencies"] == []
     assert not {"fastapi", "uvicorn"} & {d.split(">")[0] for d in result["dependencies"]}
+
+
+@pytest.mark.parametrize(
+    ("index", "channel", "loopback"),
+    [
+        ("https://download.pytorch.org/whl/cpu", "conda-forge", False),
+        ("http://127.0.0.1:8000/simple", "conda-forge", True),
+        ("https://download.pytorch.org/whl/cpu", "http://localhost:9000/channel", True),
+        ("http://[::1]:8000/", "conda-forge", True),
+        ("HTTP://LocalHost/simple", "conda-forge", True),
+        ("http://127.0.0.1.example.com/simple", "http://localhost.example.com", False),
+        ("file:///srv/torch", "http://10.0.0.5/conda-forge", False),
+    ],
+)
+def test_loopback_mirrors_follow_the_index_and_the_channel_hosts(index, channel, loopback):
+    """An image build reaches a loopback mirror only on the host's network (the Makefile's
+    default then), whether the torch index or the conda channel names it."""
+    result = plan(torch_index_url=index, conda_channel=channel)
+    assert result["loopback_mirrors"] is loopback

@@ -76,14 +76,17 @@ def test_every_plan_key_a_template_reads_is_in_the_plan():
 
 
 def test_a_store_is_named_by_its_catalogue_key_alone():
-    """One name per store: the key names its code, and the code takes its class from the plan."""
-    modules = {key: store for key, store in CATALOGUE["stores"].items() if "module" in store}
+    """One name per store: the key names its code, the plan derives its module and class, and
+    the code takes the class from the plan."""
+    stores = {key: store for key, store in CATALOGUE["stores"].items() if key != "none"}
     code = {p.name.removesuffix(".py.jinja"): p for p in (ROOT / "includes" / "stores").iterdir()}
-    assert code.keys() == modules.keys()
+    assert code.keys() == stores.keys()
     for key, path in code.items():
+        assert not {"module", "class"} & stores[key].keys(), f"{key} has a second name"
+        derived = plan(vector_store=key)["store"]
         text = path.read_text(encoding="utf-8")
         assert "class {{ plan.store.class }}(VectorStore):" in text, path
-        assert modules[key]["class"] not in text and modules[key]["module"] not in text, path
+        assert derived["class"] not in text and derived["module"] not in text, path
 
 
 def test_uv_line_is_read_once_and_ci_run_agrees_with_the_plan():

@@ -23,9 +23,13 @@ from harness.projects import (
     synced_project,
 )
 from harness.render import CATALOGUE, answers_for, local_answers, render
+from tests.test_plan import plan
 
+# Each embedded store's generated module, as the plan derives it from the store's key.
 STORE_MODULES = {
-    name: store["module"] for name, store in CATALOGUE["stores"].items() if "module" in store
+    name: plan(vector_store=name)["store"]["module"]
+    for name in CATALOGUE["stores"]
+    if name != "none"
 }
 EMBEDDED_STORES = list(STORE_MODULES)
 SHARED_MODULES = ["store", "search", "settings", "embeddings"]
@@ -141,7 +145,8 @@ def test_the_readme_search_commands_run_as_written(store_project, tmp_path):
     env = {f"{package_of(project).upper()}_DATA_DIR": str(tmp_path / "data")}
     result = run(project, "bash", "-euo", "pipefail", "-c", block, env=env)
     assert result.returncode == 0, block + "\n" + result.stdout + result.stderr
-    assert "ingested 1 files" in result.stdout and "cats.txt" in result.stdout
+    assert "ingested 1 file from" in result.stdout and "holds 1 document\n" in result.stdout
+    assert "cats.txt" in result.stdout
 
 
 @pytest.mark.slow

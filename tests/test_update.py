@@ -165,6 +165,7 @@ def test_update_through_the_api(edited_v1, tmp_path, capfd):
     assert_clean_update(project, tmp_path / "hook.log")
     out, err = capfd.readouterr()
     assert "template updated from v1.0.0 to v2.0.0" in out
+    assert said("none committed yet: review, then commit.", out), out
     assert "now follows ml-container-template v2.0.0" in err
     assert "CHANGELOG.md" in err and "make verify" in err
 
@@ -372,3 +373,35 @@ def test_a_crashing_report_is_not_a_finding(edited_v1, tmp_path):
     assert not said("not CPU-only", out), out
     assert next_step(project, "uv run --script scripts/lock_report.py") in out
     assert_lock_follows(project)
+
+
+def test_a_baked_model_does_not_stop_the_update(edited_v1, tmp_path, capfd):
+    """The README's bake recipe saves a model in baked/; Copier must not take it for
+    uncommitted work (`Destination repository is dirty`), and git must not see it."""
+    project = clone(edited_v1, tmp_path / "project")
+    model = project / "baked" / "model"
+    model.mkdir(parents=True)
+    (model / "model.safetensors").write_bytes(b"\0" * 1024)
+    (project / "baked" / "Dockerfile").write_text("FROM test-service\nCOPY model/ /opt/model/\n")
+    assert git(project, "status", "--porcelain") == ""
+
+    update_api(project, tmp_path / "hook.log")
+
+    assert_release_arrived(project)
+    assert (model / "model.safetensors").read_bytes() == b"\0" * 1024
+
+
+def test_an_update_that_changes_nothing_says_so(template_repo, mirror_url, tmp_path, capfd):
+    """Updating to the release a project already follows changes no file: the closing words
+    must not tell the user to check and commit what is not there."""
+    project = generate(
+        template_repo, tmp_path / "project", mirror_url, tmp_path / "copy.log", "v2.0.0"
+    )
+    capfd.readouterr()
+
+    update_api(project, tmp_path / "hook.log")
+
+    out, err = capfd.readouterr()
+    assert git(project, "status", "--porcelain") == ""
+    assert said("The update changed no file", out), out
+    assert "Nothing is committed yet" not in err
