@@ -23,7 +23,7 @@ from harness.projects import (
     synced_project,
 )
 from harness.render import CATALOGUE, answers_for, local_answers, render
-from tests.test_plan import plan
+from harness.template_plan import plan
 
 # Each embedded store's generated module, as the plan derives it from the store's key.
 STORE_MODULES = {
