@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,7 +16,7 @@ import tomlkit
 
 from harness.checks import tool
 from harness.compat import tomllib
-from harness.render import ANSWER_SETS, answers_for, render
+from harness.render import ANSWER_SETS, answers_for, local_answers, render
 
 
 def repo_review(project: Path) -> dict[str, dict]:
@@ -61,7 +63,7 @@ def test_every_ignored_check_fails_without_its_ignore(rendered, tmp_path):
     """No stale ignore: without the table, the ignored checks are exactly the ones that fail."""
     bare = shutil.copytree(rendered, tmp_path / "bare")
     pyproject = tomlkit.parse((bare / "pyproject.toml").read_text(encoding="utf-8"))
-    del pyproject["tool"]["repo-review"]  # type: ignore[union-attr]
+    del pyproject["tool"]["repo-review"]
     (bare / "pyproject.toml").write_text(tomlkit.dumps(pyproject), encoding="utf-8")
     assert set(failures(repo_review(bare))) == set(ignores(rendered))
 
@@ -79,3 +81,41 @@ def test_a_license_answer_brings_its_file_and_spdx_expression(tmp_path):
             assert pyproject["project"]["license-files"] == ["LICENSE"]
             assert "PY003" not in ignores(project)
         assert failures(repo_review(project)) == {}
+
+
+# A closed loopback port: any attempt to reach a hook repository or an index fails at once.
+NO_NETWORK = {
+    proxy: "http://127.0.0.1:9"
+    for proxy in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy")
+}
+
+
+@pytest.mark.slow
+def test_pre_commit_hooks_run_offline_on_a_synced_project(mirror_url, tmp_path):
+    """A fresh clone, synced once, runs every hook with no network and no pre-commit cache."""
+    from tests.test_stores import synced_project
+
+    answers = answers_for("default", ml_libraries=[], vector_store="faiss")
+    project = synced_project(tmp_path, {**answers, **local_answers(mirror_url)})
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
+    home = tmp_path / "home"
+    env = {
+        **os.environ,
+        **NO_NETWORK,
+        "HOME": str(home),
+        "PRE_COMMIT_HOME": str(home / "pre-commit"),
+        "UV_OFFLINE": "1",
+        "UV_CACHE_DIR": str(home / "uv"),
+    }
+    result = subprocess.run(
+        ["uv", "run", "--frozen", "pre-commit", "run", "--all-files"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for hook in ("ruff check", "ruff format", "mypy"):
+        assert re.search(rf"^{hook}\.+Passed$", result.stdout, re.M), result.stdout
