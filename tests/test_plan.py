@@ -25,6 +25,7 @@ DEFAULTS = {
     "lock_platforms": ["linux/amd64", "linux/arm64"],
     "torch_index_url": "https://download.pytorch.org/whl/cpu",
     "conda_channel": "conda-forge",
+    "license": "none",
 }
 ENV = SandboxedEnvironment(
     loader=FileSystemLoader(ROOT), extensions=["jinja2_ansible_filters.AnsibleCoreFiltersExtension"]
