@@ -19,6 +19,7 @@ DEFAULTS = {
     "lock_platforms": ["linux/amd64", "linux/arm64"],
     "torch_index_url": "https://download.pytorch.org/whl/cpu",
     "conda_channel": "conda-forge",
+    "license": "none",
 }
 # Copier's own environment: sandboxed, with the filter extension copier.yml loads.
 ENV = SandboxedEnvironment(

@@ -33,7 +33,7 @@ from harness.updates import (
 
 # What the template's next commit changes.
 DOCKERFILE_LINE = "# Added after the first copy; never tagged where users get it."
-PYTEST_BEFORE, PYTEST_AFTER = '"pytest>=8",', '"pytest>=8.1",'
+PYTEST_BEFORE, PYTEST_AFTER = '"pytest>=9",', '"pytest>=9.1",'
 
 
 def test_no_migration_waits_for_a_version():
@@ -106,6 +106,6 @@ def test_an_untagged_commit_reaches_an_edited_project(mirror_url, tmp_path, capf
     assert DOCKERFILE_LINE in (project / "Dockerfile").read_text(encoding="utf-8")
     assert PYTEST_AFTER in (project / "pyproject.toml").read_text(encoding="utf-8")
     assert git(project, "diff", "--name-only", "--diff-filter=U") == ""
-    assert dev_pytest(project) == ">=8.1"  # relocked by the migration from the new pyproject
+    assert dev_pytest(project) == ">=9.1"  # relocked by the migration from the new pyproject
     assert_lock_follows(project)
     assert_user_edits_kept(project)

@@ -48,7 +48,7 @@ COPIER = Path(sys.executable).with_name("copier")
 NEW_UV_IMAGE = "ghcr.io/astral-sh/uv:9.9.9"
 DOCKERFILE_LINE = "# Added in template v2.0.0."
 NEW_FILE = "CONTRIBUTING.md"
-PYTEST_V1, PYTEST_V2 = '"pytest>=8",', '"pytest>=8.1",'
+PYTEST_V1, PYTEST_V2 = '"pytest>=9",', '"pytest>=9.1",'
 
 
 def said(phrase: str, output: str) -> bool:
@@ -126,7 +126,7 @@ def clone(project: Path, dst: Path) -> Path:
 
 def with_a_raised_pytest_floor(project: Path) -> Path:
     """The user raises the pytest floor that v2 also raises, to another version; relocked."""
-    replace_once(project / "pyproject.toml", PYTEST_V1, '"pytest>=8.2",')
+    replace_once(project / "pyproject.toml", PYTEST_V1, '"pytest>=9.2",')
     assert uv(project, "lock").returncode == 0
     commit_all(project, "Require a newer pytest")
     return project
@@ -153,7 +153,7 @@ def assert_clean_update(project: Path, log: Path) -> None:
     assert_lock_follows(project)
     names = {package["name"] for package in lock_data(project)["package"]}
     assert "six" in names
-    assert dev_specifiers(project)["pytest"] == ">=8.1"  # relocked from the new pyproject.toml
+    assert dev_specifiers(project)["pytest"] == ">=9.1"  # relocked from the new pyproject.toml
     assert log_lines(log) == [f"update {project.resolve()}"]
     assert rej_files(project) == []
     assert unmerged(project) == []
@@ -261,7 +261,7 @@ def test_pyproject_conflict_leaves_markers_there_and_none_in_the_lock(edited_v1,
     assert not MARKER.search(resolved)
     assert uv(project, "lock").returncode == 0
     assert_lock_follows(project)
-    assert dev_specifiers(project)["pytest"] == ">=8.2"
+    assert dev_specifiers(project)["pytest"] == ">=9.2"
     assert_user_edits_kept(project)
 
 
@@ -276,7 +276,7 @@ def test_a_rejected_pyproject_hunk_stops_the_relock(edited_v1, tmp_path, capfd):
 
     assert (project / "pyproject.toml.rej").exists()
     assert (project / "uv.lock").read_bytes() == before
-    assert dev_specifiers(project)["pytest"] == ">=8.2"  # still the user's lock
+    assert dev_specifiers(project)["pytest"] == ">=9.2"  # still the user's lock
     assert log_lines(tmp_path / "hook.log") == [f"update {project.resolve()}"]
     out, err = capfd.readouterr()
     assert said("pyproject.toml.rej holds edits of yours", out)

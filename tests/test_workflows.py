@@ -16,6 +16,7 @@ import yaml
 
 from harness import checks
 from harness.checks import tool
+from harness.compat import tomllib
 from harness.render import ANSWER_SETS, CATALOGUE, ROOT, answers_for, render
 from harness.workflows import load
 
@@ -258,6 +259,14 @@ def test_zizmor_finds_nothing_in_the_generated_dependabot_config(generated):
     assert "No findings" in result.stdout
 
 
+def test_dependabot_groups_its_updates(generated):
+    """One pull request for the actions, one for minor and patch lock updates: fewer, in step."""
+    updates = yaml.safe_load((generated / ".github" / "dependabot.yml").read_text())["updates"]
+    groups = {u["package-ecosystem"]: u["groups"] for u in updates}
+    assert groups["github-actions"] == {"actions": {"patterns": ["*"]}}
+    assert groups["uv"] == {"python": {"patterns": ["*"], "update-types": ["minor", "patch"]}}
+
+
 def test_every_dependabot_entry_waits_a_cooldown(generated):
     updates = yaml.safe_load((generated / ".github" / "dependabot.yml").read_text())["updates"]
     assert all(u["cooldown"]["default-days"] >= 7 for u in updates)
@@ -304,6 +313,25 @@ def test_generated_ci_runs_what_a_user_would_check(generated_ci):
         assert command in lines
     assert any("$GITHUB_STEP_SUMMARY" in line and "$IMAGE" in line for line in lines)
     assert generated_ci["on"]["pull_request"] is None  # every pull request
+
+
+def test_generated_ci_audits_its_workflows_with_the_templates_zizmor(generated_ci):
+    """zizmor-action on .github/, offline, failing on a finding: the release the template's own
+    tests run on these workflows (its uv.lock), named once in the catalogue."""
+    (step,) = [s for s in steps(generated_ci) if s.get("uses", "").startswith("zizmorcore/")]
+    assert step["uses"].startswith("zizmorcore/zizmor-action@")
+    assert step["with"] == {
+        "inputs": ".github/",
+        "version": CATALOGUE["zizmor"],
+        "online-audits": False,
+        "advanced-security": False,
+    }
+    lock = tomllib.loads((ROOT / "uv.lock").read_text(encoding="utf-8"))
+    # Python 3.10 holds an older zizmor back: the newest locked release is the one to match.
+    locked = [p["version"] for p in lock["package"] if p["name"] == "zizmor"]
+    assert CATALOGUE["zizmor"] == max(locked, key=lambda v: tuple(map(int, v.split("."))))
+    # No job asks for more than reading: the audit uploads nothing.
+    assert "permissions" not in generated_ci["jobs"]["zizmor"]
 
 
 def test_generated_ci_caches_uv_and_docker_layers(generated_ci):

@@ -6,6 +6,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 METADATA_SUFFIXES = (".dist-info", ".egg-info")
 NEXT_STEP = "run `make lock`, so uv.lock takes the conda lock's versions, then rebuild"
@@ -26,7 +27,7 @@ def installed(prefix: Path) -> dict[str, list[Path]]:
     return found
 
 
-def conda_records(prefix: Path) -> list[dict]:
+def conda_records(prefix: Path) -> list[dict[str, Any]]:
     """What conda-meta records of each package conda installed in `prefix` (none elsewhere)."""
     return [
         json.loads(path.read_text(encoding="utf-8"))
