@@ -16,6 +16,7 @@ import tomlkit
 
 from harness.checks import tool
 from harness.compat import tomllib
+from harness.projects import synced_project
 from harness.render import ANSWER_SETS, answers_for, local_answers, render
 
 
@@ -93,8 +94,6 @@ NO_NETWORK = {
 @pytest.mark.slow
 def test_pre_commit_hooks_run_offline_on_a_synced_project(mirror_url, tmp_path):
     """A fresh clone, synced once, runs every hook with no network and no pre-commit cache."""
-    from tests.test_stores import synced_project
-
     answers = answers_for("default", ml_libraries=[], vector_store="faiss")
     project = synced_project(tmp_path, {**answers, **local_answers(mirror_url)})
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
