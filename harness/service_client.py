@@ -34,12 +34,16 @@ def free_port() -> int:
 class Api:
     """The served API over loopback, as any HTTP client sees it."""
 
-    def __init__(self, port: int, container: str) -> None:
+    def __init__(self, port: int, container: str, key: str | None = None) -> None:
         self.base, self.container = f"http://127.0.0.1:{port}", container
+        # Sent as a bearer token on every call, when the service asks for one.
+        self.key = key
 
     def call(self, method: str, path: str, body: object = None) -> tuple[int, dict]:
         data = None if body is None else json.dumps(body).encode()
         headers = {"content-type": "application/json"}
+        if self.key is not None:
+            headers["authorization"] = f"Bearer {self.key}"
         request = urllib.request.Request(self.base + path, data, headers, method=method)
         try:
             with urllib.request.urlopen(request, timeout=60) as response:

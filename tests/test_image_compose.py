@@ -9,6 +9,8 @@ the Dockerfile's base image build args) and drops `build`.
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import subprocess
 import uuid
 from pathlib import Path
@@ -73,24 +75,32 @@ services:
 class Compose:
     """`docker compose` on the generated file plus the override, under a project name of its own."""
 
-    def __init__(self, project: Path, override_file: Path) -> None:
+    def __init__(
+        self,
+        project: Path,
+        override_file: Path,
+        *,
+        also: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """`also`: the project's other compose files to merge, before the test's override;
+        `env`: variables the files' interpolation reads."""
         self.name = f"mlct-test-{uuid.uuid4().hex[:8]}"
-        self.base = [
-            "docker",
-            "compose",
-            "--project-name",
-            self.name,
-            "--project-directory",
-            str(project),
-            "--file",
-            str(project / "compose.yaml"),
-            "--file",
-            str(override_file),
-        ]
+        files = [project / "compose.yaml", *(project / name for name in also), override_file]
+        self.base = ["docker", "compose", "--project-name", self.name]
+        self.base += ["--project-directory", str(project)]
+        for file in files:
+            self.base += ["--file", str(file)]
+        self.env = {**os.environ, **(env or {})}
 
     def __call__(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [*self.base, *args], capture_output=True, text=True, timeout=timeout, check=False
+            [*self.base, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env=self.env,
         )
 
     def must(self, *args: str, timeout: float = 300) -> str:
@@ -164,3 +174,48 @@ def test_compose_serves_healthy_and_keeps_its_data_across_down_and_up(images, tm
         check=True,
     ).stdout.split()
     assert left == [], f"`down --volumes` left {left}"
+
+
+@pytest.mark.slow
+@pytest.mark.image
+def test_compose_with_the_keys_file_asks_for_a_key_it_hands_over_as_a_secret(images, tmp_path):
+    require_compose()
+    built = images.get("defaults")
+    project = built.project
+    [service] = yaml.safe_load((project / "compose.yaml").read_text(encoding="utf-8"))["services"]
+    prefix = f"{built.package.upper()}_"
+    port = free_port()
+    override_file = tmp_path / "compose.test.yaml"
+    override_file.write_text(override(built.tag, service, prefix, port), encoding="utf-8")
+    key = secrets.token_urlsafe(32)
+    keys = tmp_path / "api-keys"
+    keys.write_text(f"# the one key\n{key}\n", encoding="utf-8")
+    # Readable by the image's user, as compose.keys.yaml says.
+    keys.chmod(0o644)
+    also = ("compose.keys.yaml",)
+    unset = Compose(project, override_file, also=also, env={f"{prefix}API_KEYS_FILE": ""})
+    refused = unset("config")
+    assert refused.returncode != 0 and f"set {prefix}API_KEYS_FILE" in refused.stderr
+    compose = Compose(project, override_file, also=also, env={f"{prefix}API_KEYS_FILE": str(keys)})
+    config = compose.must("config")
+    assert key not in config
+    environment = yaml.safe_load(config)["services"][service]["environment"]
+    assert environment[f"{prefix}API_KEYS_FILE"] == "/run/secrets/api_keys"
+    container = f"{compose.name}-{service}-1"
+    try:
+        # Healthy: the image's HEALTHCHECK asks /readyz, which needs no key.
+        compose.must("up", "--detach", "--wait", "--wait-timeout", "240", timeout=300)
+        assert Api(port, container).call("POST", "/query", {"text": "cats"})[0] == 401
+        assert Api(port, container, key).call("POST", "/query", {"text": "cats"}) == (
+            200,
+            {"hits": []},
+        ), compose.logs()
+        seen = (
+            compose.logs()
+            + subprocess.run(
+                ["docker", "inspect", container], capture_output=True, text=True, check=True
+            ).stdout
+        )
+        assert '"event": "keys", "keys": 1' in seen and key not in seen
+    finally:
+        compose("down", "--volumes", "--timeout", "30", timeout=180)

@@ -48,6 +48,7 @@ def test_serve_none_renders_the_cli_alone_and_passes_the_file_checks(tmp_path, n
     dockerfile = (project / "Dockerfile").read_text(encoding="utf-8")
     assert "EXPOSE" not in dockerfile and "HEALTHCHECK" not in dockerfile
     assert not (project / "compose.yaml").exists()
+    assert not (project / "compose.keys.yaml").exists()
 
 
 def test_serve_defaults_to_http_with_a_store_and_to_none_without(tmp_path):
@@ -73,6 +74,18 @@ def test_http_serves_from_the_image_on_the_catalogue_port(tmp_path):
     [service] = compose["services"].values()
     assert service["read_only"] is True and service["cap_drop"] == ["ALL"]
     assert any(str(PORT) in str(port) for port in service["ports"])
+    assert_keys_come_as_a_compose_secret(project, compose)
+
+
+def assert_keys_come_as_a_compose_secret(project, compose) -> None:
+    """compose.keys.yaml adds the key file to compose.yaml's one service as a secret."""
+    keys = yaml.safe_load((project / "compose.keys.yaml").read_text(encoding="utf-8"))
+    prefix = package_dir(project).name.upper() + "_"
+    assert set(keys["services"]) == set(compose["services"])
+    [service] = keys["services"].values()
+    assert service["secrets"] == ["api_keys"]
+    assert service["environment"] == {f"{prefix}API_KEYS_FILE": "/run/secrets/api_keys"}
+    assert keys["secrets"]["api_keys"]["file"].startswith(f"${{{prefix}API_KEYS_FILE:?")
 
 
 def test_http_without_a_store_is_refused_by_name(tmp_path):
@@ -117,6 +130,7 @@ def test_mcp_serves_streamable_http_from_the_image_with_compose_and_stdio_from_t
     [service] = compose["services"].values()
     assert service["read_only"] is True and service["cap_drop"] == ["ALL"]
     assert any(str(MCP_PORT) in str(port) for port in service["ports"])
+    assert_keys_come_as_a_compose_secret(project, compose)
     cli = (package_dir(project) / "cli.py").read_text(encoding="utf-8")
     assert '"--stdio"' in cli
     # The README's first screen: how to start it, and how a client connects either way.

@@ -1,4 +1,4 @@
-"""The endpoints: health, metrics, and the service's embed, add, query and delete."""
+"""The endpoints: health and metrics, open to all; the service's embed, add, query and delete."""
 
 from __future__ import annotations
 
@@ -26,6 +26,9 @@ from .schemas import (
     QueryResponse,
 )
 
+# Open to all: probes and scrapers hold no key.
+health = APIRouter()
+# What the service does; with keys set, each route asks for one (app.py).
 router = APIRouter()
 # The POST routes: a body that is not sent as JSON is refused before it is read as one.
 with_body = APIRouter(dependencies=[Depends(require_json)], responses=BODY_ERRORS)
@@ -37,13 +40,13 @@ def metrics_of(request: Request) -> Metrics:
 
 
 # Health checks are async and touch nothing slow, so a busy or loading model never stalls them.
-@router.get("/livez")
+@health.get("/livez")
 async def livez() -> dict[str, str]:
     """The process answers, from its first second."""
     return {"status": "alive"}
 
 
-@router.get("/readyz")
+@health.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
     """The model is loaded, the store is open, and it answered its last call or check."""
     if not request.app.state.lifecycle.ready:
@@ -51,7 +54,7 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
-@router.get("/metrics", include_in_schema=False)
+@health.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
     registry = metrics_of(request).registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -92,6 +92,18 @@ BODY_ERRORS: dict[int | str, dict[str, object]] = {
     415: {"model": ErrorOut, "description": "The body is not sent as application/json"},
     **NOT_READY,
 }
+UNAUTHORIZED: dict[int | str, dict[str, object]] = {
+    401: {
+        "model": ErrorOut,
+        "description": "No key, or not one the server accepts",
+        "headers": {
+            "WWW-Authenticate": {
+                "description": "The scheme to authenticate with: Bearer",
+                "schema": {"type": "string"},
+            }
+        },
+    },
+}
 UNKNOWN_ID: dict[int | str, dict[str, object]] = {
     404: {"model": ErrorOut, "description": "No stored document has this id"},
     **NOT_READY,
