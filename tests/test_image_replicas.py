@@ -10,20 +10,30 @@ that is a hang guard; nothing here asserts a duration.
 
 from __future__ import annotations
 
+import json
+import secrets
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+import yaml
 
 from harness import docker
 from harness.built_images import Built, Images
 from harness.chroma_server import ChromaServer, chroma_server
+from harness.compose import Compose, require_compose
 from harness.held_request import HeldRequest
+from harness.images import chroma_image, pgvector_image
+from harness.model_wheel import model_folder
 from harness.pg_server import DATABASE, USER, PgServer, pgvector_server
+from harness.render import CATALOGUE
 from harness.replica_load import Answer, ReplicaLoad, where
 from harness.replicas import Replica, answers_on, refuses_connections, until
+from harness.service_client import Api, free_port
 
 # The answer sets, over the defaults: the model-backed HTTP service with each server store.
 ANSWERS = {
@@ -32,6 +42,9 @@ ANSWERS = {
 }
 CATS = {"id": "cats", "text": "Cats purr, nap in the sun and chase mice in the garden."}
 RIVERS = {"id": "rivers", "text": "Rain runs down from the mountains to the sea in rivers."}
+# Where a replica finds the model mounted, and the exit status of a start that failed.
+MODEL_IN_IMAGE = "/opt/model"
+START_FAILED = 1
 # Answers a replica may give while its store is away or back: nothing else, no 500.
 ALLOWED = {200, 503}
 
@@ -191,3 +204,130 @@ def test_sigterm_to_one_replica_under_load_drains_it_and_the_other_answers(built
         assert not dropped, dropped
         found = {hit["id"] for hit in hits(other, "held request number", k=20)}
         assert {"held-0", "held-1", "held-2"} <= found, found
+
+
+@pytest.mark.slow
+@pytest.mark.image
+def test_a_fresh_replica_with_another_embedder_is_refused_in_one_line(built, store):
+    model = f"{model_folder(built.project)}:{MODEL_IN_IMAGE}:ro"
+    with store.replica(
+        built,
+        volumes=(model,),
+        settings={"EMBEDDER": "sentence-transformers", "EMBEDDING_MODEL": MODEL_IN_IMAGE},
+        env={"HF_HUB_OFFLINE": "1"},
+    ) as first:
+        first.api.wait_ready()
+        add(first, CATS, RIVERS)
+    # The first is gone: only the store can tell the second which embedder built it.
+    with store.replica(built) as second:
+        assert second.wait_exit() == START_FAILED, second.output()[-3000:]
+        output = second.output()
+    failed = [line for line in output.splitlines() if '"failed"' in line]
+    assert len(failed) == 1, output
+    message = json.loads(failed[0])["error"]
+    assert f"the sentence-transformers model {MODEL_IN_IMAGE} (384 dimensions)" in message, message
+    assert "not the hashing embedder" in message, message
+    assert "Traceback" not in output, output
+    if store.secret_file is not None:
+        assert store.secret_file.read_text().strip() not in output
+
+
+def store_stand_in(store_key: str, port: int) -> dict:
+    """The store service's changes: the stand-in image, listening on `port` of the host."""
+    if store_key == "chromadb":
+        command = ["run", "--path", "/data", "--host", "127.0.0.1", "--port", str(port)]
+        return {"image": chroma_image.ensure(), "command": command}
+    return {"image": pgvector_image.ensure(), "environment": {"PGPORT": str(port)}}
+
+
+def on_loopback(url: str, port: int) -> str:
+    """The generated store URL (host `store`, compose's service name) at 127.0.0.1:`port`."""
+    parts = urlsplit(url)
+    user = f"{parts.username}@" if parts.username else ""
+    return urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{port}"))
+
+
+def server_override(
+    built: Built, generated: dict, store_key: str, stand_in: dict, ports: tuple[int, int]
+) -> str:
+    """The test's only changes to the generated compose.yaml: the built image and the stand-in
+    store, both on the host's network on free ports, one replica (a second could not bind the
+    same host port), and the hashing embedder. `!reset` is Compose's tag for dropping a key."""
+    [app] = [name for name in generated["services"] if name != "store"]
+    prefix = f"{built.package.upper()}_"
+    api_port, store_port = ports
+    store_url = generated["services"][app]["environment"][f"{prefix}STORE_URL"]
+    health = [
+        part.replace(f"/{CATALOGUE['stores'][store_key]['server']['port']}", f"/{store_port}")
+        for part in generated["services"]["store"]["healthcheck"]["test"]
+    ]
+    environment = {
+        f"{prefix}HOST": "127.0.0.1",
+        f"{prefix}PORT": str(api_port),
+        f"{prefix}EMBEDDER": "hashing",
+        f"{prefix}STORE_URL": on_loopback(store_url, store_port),
+    }
+    store = {**stand_in, "healthcheck": {"test": health}}
+    lines = [
+        "services:",
+        f"  {app}:",
+        f"    image: {json.dumps(built.tag)}",
+        "    build: !reset null",
+        "    pull_policy: never",
+        "    network_mode: host",
+        "    ports: !reset []",
+        "    deploy: {replicas: 1}",
+        f"    environment: {json.dumps(environment)}",
+        "  store:",
+        "    pull_policy: never",
+        "    network_mode: host",
+        *(f"    {key}: {json.dumps(value)}" for key, value in store.items()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.slow
+@pytest.mark.image
+def test_the_server_compose_file_starts_healthy_and_serves(
+    built, store_key, tmp_path, stand_in_audit
+):
+    require_compose()
+    project = built.project
+    generated = yaml.safe_load((project / "compose.yaml").read_text(encoding="utf-8"))
+    secret = generated.get("secrets", {}).get("store-secret", {}).get("file")
+    if secret is not None:
+        # What the generated README asks a user to do first; the store's user reads it.
+        (project / secret).write_text(secrets.token_urlsafe(24) + "\n", encoding="utf-8")
+        (project / secret).chmod(0o644)
+    ports = (free_port(), free_port())
+    override_file = tmp_path / "compose.test.yaml"
+    stand_in = store_stand_in(store_key, ports[1])
+    stand_in_audit.add(stand_in["image"])
+    override = server_override(built, generated, store_key, stand_in, ports)
+    override_file.write_text(override, encoding="utf-8")
+    compose = Compose(project, override_file)
+    config = yaml.safe_load(compose.must("config"))["services"]
+    assert {name: service["network_mode"] for name, service in config.items()} == {
+        name: "host" for name in generated["services"]
+    }, config
+    try:
+        # --wait: every service running, and healthy where it has a health check.
+        compose.must("up", "--detach", "--wait", "--wait-timeout", "300", timeout=360)
+        for service in generated["services"]:
+            assert compose.health(service) == "healthy", (service, compose.logs())
+        [app] = [name for name in generated["services"] if name != "store"]
+        api = Api(ports[0], f"{compose.name}-{app}-1")
+        assert api.call("POST", "/documents", {"documents": [CATS, RIVERS]}) == (
+            200,
+            {"added": 2, "count": 2},
+        ), compose.logs()
+        assert api.nearest("which animal chases mice?") == ["cats", "rivers"], compose.logs()
+    finally:
+        compose("down", "--volumes", "--timeout", "30", timeout=180)
+    left = subprocess.run(
+        ["docker", "volume", "ls", "--quiet", "--filter", f"name={compose.name}_"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert left == [], f"`down --volumes` left {left}"
