@@ -70,7 +70,11 @@ def test_a_store_mode_the_store_lacks_is_refused_naming_the_ones_that_have_it(
         render(destination, answers)
     first, *details = str(refused.value).splitlines()
     assert first == f"Validation error for question 'store_mode': {rule}"
-    able = [key for key, entry in CATALOGUE["stores"].items() if key != "none" and mode in entry["modes"]]
+    able = [
+        key
+        for key, entry in CATALOGUE["stores"].items()
+        if key != "none" and mode in entry["modes"]
+    ]
     if store != "none":
         assert ", ".join(able) in " ".join(details)
     assert all(len(line) <= WIDTH for line in [first, *details]), str(refused.value)
