@@ -83,7 +83,8 @@ def store(store_key: str, tmp_path: Path, stand_in_audit: set[str]) -> Iterator[
     with pgvector_server(tmp_path) as pg:
         stand_in_audit.add(pg.image)
         # No password in the URL: the replica reads it from the mounted file.
-        yield Store(f"postgresql://{USER}@127.0.0.1:{pg.port}/{DATABASE}", pg.password_file, pg)
+        url = f"postgresql://127.0.0.1:{pg.port}/{DATABASE}?user={USER}"
+        yield Store(url, pg.password_file, pg)
 
 
 def add(replica: Replica, *documents: dict) -> dict:
