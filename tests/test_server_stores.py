@@ -104,6 +104,14 @@ def test_the_qdrant_server_project_proves_what_it_can_without_a_server(qdrant_pr
     prefix = prefix_of(qdrant_project)
     tests = "tests/test_store_server.py"
     unreachable = {f"{prefix}STORE_URL": f"http://127.0.0.1:{closed_port()}", "CI": "true"}
+    # The MCP tools, too, say the store is unavailable rather than wait for it.
+    tool = run(
+        qdrant_project,
+        *("uv", "run", "--locked", "pytest", "-q", "tests/test_mcp_server.py"),
+        *("-k", "does_not_answer"),
+        env=unreachable,
+    )
+    assert tool.returncode == 0 and "1 passed" in tool.stdout, tool.stdout[-3000:]
     result = run(
         qdrant_project,
         "uv",
