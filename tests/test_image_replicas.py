@@ -32,7 +32,7 @@ from harness.model_wheel import model_folder
 from harness.pg_server import DATABASE, USER, PgServer, pgvector_server
 from harness.render import CATALOGUE
 from harness.replica_load import Answer, ReplicaLoad, where
-from harness.replicas import Replica, answers_on, refuses_connections, until
+from harness.replicas import Replica, answers_on, refuses_connections, status_of, until
 from harness.service_client import Api, free_port
 
 # The answer sets, over the defaults: the model-backed HTTP service with each server store.
@@ -166,6 +166,21 @@ def test_a_store_outage_under_load_answers_503_and_loses_nothing_acknowledged(bu
             if first.api.call("DELETE", f"/documents/{doc_id}")[0] != 200
         ]
         assert not missing, f"acknowledged, then lost: {missing}"
+
+
+@pytest.mark.slow
+@pytest.mark.image
+def test_a_replica_started_while_the_store_is_down_waits_for_it(built, store):
+    store.server.stop()
+    with store.replica(built) as late:
+        # Alive and unready, refusing work: neither a crash nor a restart loop.
+        until(answers_on(late.api, "/livez", 200), "/livez answers 200")
+        assert status_of(late.api, "/readyz") == 503
+        assert late.api.call("POST", "/documents", {"documents": [CATS]})[0] == 503
+        store.server.start()
+        late.api.wait_ready()
+        assert add(late, CATS)["count"] == 1
+        assert_healthy_container(late)
 
 
 @pytest.mark.slow
