@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from harness import conda_channel, docker
-from harness.images import base_images, pgvector_image
+from harness.images import base_images, chroma_image, pgvector_image
 
 
 def timed(name: str, step: Callable[[], object]) -> str:
@@ -29,6 +29,7 @@ def steps() -> dict[str, Callable[[], object]]:
     if docker.engine_answers():
         chosen["amd64 stand-ins"] = base_images.ensure
         chosen["pgvector server image"] = pgvector_image.ensure
+        chosen["chroma server image"] = chroma_image.ensure
         if docker.arm64_unavailable() is None:
             chosen["arm64 stand-ins"] = lambda: base_images.ensure_platform("linux/arm64")
     return chosen
