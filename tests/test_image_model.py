@@ -42,6 +42,7 @@ DATA_DIR = f"{CATALOGUE['image']['home']}/{CATALOGUE['image']['data_folder']}"
 SERVED_NAME = "all-MiniLM-L6-v2"
 # The generated API's limits: texts per request and characters per text.
 MAX_TEXTS, MAX_TEXT_CHARS = 64, 8192
+LOAD_GUARD = 900
 
 
 def locked_wheel(project: Path) -> tuple[str, str]:
@@ -173,23 +174,25 @@ def test_the_readme_bake_recipe_answers_with_no_mount(built, images, volume, tmp
     assert nearest(query)[0] == "cats.txt", query.stdout
 
 
-@pytest.fixture
-def openai_client(built, volume):
-    """An OpenAI client of the served image, the model mounted, offline; removed after."""
-    port = free_port()
+@pytest.fixture(scope="module")
+def openai_client(built):
+    """An OpenAI client of one served container, the model mounted, offline; removed after."""
+    port, volume = free_port(), f"ml-container-template-test-{uuid.uuid4().hex[:8]}"
     prefix = built.package.upper()
     env = {
         f"{prefix}_HOST": "127.0.0.1",
         f"{prefix}_PORT": str(port),
         f"{prefix}_EMBEDDING_MODEL": MODEL_IN_IMAGE,
         f"{prefix}_SERVED_MODEL_NAME": SERVED_NAME,
+        # A hang guard, not a timing: on a busy machine the load can pass the default 60 s.
+        f"{prefix}_MODEL_LOAD_TIMEOUT": str(LOAD_GUARD),
         "HF_HUB_OFFLINE": "1",
     }
     model = f"{model_folder(built.project)}:{MODEL_IN_IMAGE}:ro"
     volumes = (model, f"{volume}:{DATA_DIR}")
     container = docker.start(built.tag, network="host", env=env, volumes=volumes)
     try:
-        Api(port, container).wait_ready()
+        Api(port, container).wait_ready(timeout=LOAD_GUARD)
         # No proxy from the environment: the service is on this machine's loopback.
         http = openai.DefaultHttpxClient(trust_env=False)
         yield openai.OpenAI(
@@ -200,6 +203,7 @@ def openai_client(built, volume):
         )
     finally:
         subprocess.run(["docker", "rm", "--force", container], capture_output=True, check=False)
+        subprocess.run(["docker", "volume", "rm", "--force", volume], capture_output=True)
 
 
 def cosine(a: list[float], b: list[float]) -> float:
