@@ -32,6 +32,14 @@ class Metrics:
         )
 
 
+def refused_body(path: str, detail: str) -> dict[str, object]:
+    """The API's error body, or OpenAI's shape under /v1/, where OpenAI's clients read it."""
+    if path.startswith("/v1/"):
+        error = {"message": detail, "type": "invalid_request_error", "param": None, "code": None}
+        return {"error": error}
+    return {"detail": detail}
+
+
 class Observe:
     """Refuse oversized bodies; count, time and log every request by route and status.
 
@@ -59,7 +67,7 @@ class Observe:
             length = Headers(scope=scope).get("content-length", "0")
             if length.isdigit() and int(length) > MAX_BODY_BYTES:
                 detail = f"the request body is over the limit of {MAX_BODY_BYTES} bytes"
-                refusal = JSONResponse({"detail": detail}, status_code=413)
+                refusal = JSONResponse(refused_body(scope["path"], detail), status_code=413)
                 await refusal(scope, receive, send_noting_status)
             else:
                 await self.app(scope, receive, send_noting_status)
