@@ -36,9 +36,11 @@ def synced_project(root: Path, answers: dict) -> Path:
     return project
 
 
-def assert_generated_tests_pass(project: Path) -> str:
-    """Run the project's own tests: all pass and none is skipped. Returns pytest's report."""
-    result = run(project, "uv", "run", "--locked", "pytest", "-v", "-p", "no:cacheprovider")
+def assert_generated_tests_pass(project: Path, env: dict[str, str] | None = None) -> str:
+    """Run the project's own tests (with `env` over the environment, such as a store server's
+    address): all pass and none is skipped. Returns pytest's report."""
+    command = ("uv", "run", "--locked", "pytest", "-v", "-p", "no:cacheprovider")
+    result = run(project, *command, env=env)
     report = result.stdout[-3000:]
     assert result.returncode == 0, report + result.stderr[-2000:]
     assert " passed" in result.stdout and "failed" not in result.stdout, report

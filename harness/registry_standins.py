@@ -192,7 +192,8 @@ def admitted_ranges(catalogue: dict) -> dict[str, tuple[str, str]]:
     pins = {}
     for group in ("libraries", "stores"):
         for entry in catalogue[group].values():
-            for pinned in [entry, *entry.get("requires", [])]:
+            clients = entry.get("server", {}).get("libraries", [])
+            for pinned in [entry, *entry.get("requires", []), *clients]:
                 if "version" in pinned:
                     low = next(
                         s.version for s in SpecifierSet(pinned["version"]) if s.operator == ">="

@@ -92,6 +92,15 @@ def actions() -> dict[str, tuple[str, str]]:
     return found
 
 
+def server_images() -> dict[str, str]:
+    """repository -> tag of every server store's upstream image."""
+    return dict(
+        store["server"]["image"].rsplit(":", 1)
+        for store in CATALOGUE["stores"].values()
+        if "image" in store.get("server", {})
+    )
+
+
 def line_version(pin: str, suffix: str = "") -> str:
     return pin.replace("*", "0") + suffix
 
@@ -149,6 +158,8 @@ def publish(
         },
     )
     registry_tags(standins, "mambaorg/micromamba", tags)
+    for repository, tag in server_images().items():
+        registry_tags(standins, repository, [[tag, "latest"]])
     for repo, (tag, sha) in releases.items():
         github_release(standins, repo, tag, sha)
     return {
@@ -247,7 +258,14 @@ def test_every_pin_is_reported_and_current(root, standins, tmp_path):
         "faiss-cpu on conda-forge",
         "uv on PyPI",
         "mambaorg/micromamba on the registry",
+        # Each server store's official image, which the generated compose.yaml runs.
+        "chromadb/chroma on the registry",
+        "pgvector/pgvector on the registry",
+        "qdrant/qdrant on the registry",
     } <= names
+    for repository, tag in server_images().items():
+        image = row(data, f"{repository} on the registry", "stores.")
+        assert (image["current"], image["latest"]) == (tag, tag)
     assert {f"{name} on PyPI" for name in range_pins()} <= names
     assert {
         f"{action} on GitHub"

@@ -196,3 +196,40 @@ def test_loopback_mirrors_follow_the_index_and_the_channel_hosts(index, channel,
     default then), whether the torch index or the conda channel names it."""
     result = plan(torch_index_url=index, conda_channel=channel)
     assert result["loopback_mirrors"] is loopback
+
+
+def test_embedded_is_the_default_mode_and_needs_no_server():
+    store = plan()["store"]
+    assert (store["mode"], store["server"], store["image"]) == ("embedded", False, None)
+    assert not plan()["store_server"]
+
+
+@pytest.mark.parametrize(
+    ("answers", "client"),
+    [
+        ({"vector_store": "chromadb", "store_mode": "server"}, "chromadb-client>=1.5,<2"),
+        ({"vector_store": "qdrant", "store_mode": "server"}, "qdrant-client>=1.20,<2"),
+        ({"vector_store": "pgvector"}, "psycopg[binary]>=3.3,<4"),
+    ],
+)
+def test_a_server_store_takes_its_client_and_the_pinned_upstream_image(answers, client):
+    result = plan(**answers)
+    store, facts = result["store"], CATALOGUE["stores"][answers["vector_store"]]["server"]
+    assert (store["mode"], store["server"], result["store_server"]) == ("server", True, True)
+    assert client in result["dependencies"]
+    # The client replaces the embedded library: chromadb's server and onnxruntime stay out.
+    assert "chromadb>=1.5,<2" not in result["dependencies"]
+    assert store["image"] == facts["image"] and ":" in store["image"]
+    assert store["source"] == f"includes/stores/server/{answers['vector_store']}.py.jinja"
+    assert (store["port"], store["volume"], store["url"]) == (
+        facts["port"],
+        facts["data"],
+        facts["url"],
+    )
+
+
+def test_pgvector_pulls_the_pool_and_the_vector_type():
+    result = plan(vector_store="pgvector")
+    assert {"psycopg-pool>=3.3,<4", "pgvector>=0.5,<0.6"} <= set(result["dependencies"])
+    assert result["store"]["secret"] == "password"
+    assert plan(vector_store="chromadb", store_mode="server")["store"]["secret"] is None

@@ -79,14 +79,20 @@ def test_a_store_is_named_by_its_catalogue_key_alone():
     """One name per store: the key names its code, the plan derives its module and class, and
     the code takes the class from the plan."""
     stores = {key: store for key, store in CATALOGUE["stores"].items() if key != "none"}
-    code = {p.name.removesuffix(".py.jinja"): p for p in (ROOT / "includes" / "stores").iterdir()}
-    assert code.keys() == stores.keys()
-    for key, path in code.items():
-        assert not {"module", "class"} & stores[key].keys(), f"{key} has a second name"
-        derived = plan(vector_store=key)["store"]
-        text = path.read_text(encoding="utf-8")
-        assert "class {{ plan.store.class }}(VectorStore):" in text, path
-        assert derived["class"] not in text and derived["module"] not in text, path
+    for mode, folder in (
+        ("embedded", ROOT / "includes" / "stores"),
+        ("server", ROOT / "includes" / "stores" / "server"),
+    ):
+        code = {p.name.removesuffix(".py.jinja"): p for p in folder.glob("*.py.jinja")}
+        # Embedded code in includes/stores/, server code in includes/stores/server/.
+        assert code.keys() == {key for key, store in stores.items() if mode in store["modes"]}
+        for key, path in code.items():
+            assert not {"module", "class"} & stores[key].keys(), f"{key} has a second name"
+            derived = plan(vector_store=key, store_mode=mode)["store"]
+            assert derived["source"] == str(path.relative_to(ROOT))
+            text = path.read_text(encoding="utf-8")
+            assert "class {{ plan.store.class }}(VectorStore):" in text, path
+            assert derived["class"] not in text and derived["module"] not in text, path
 
 
 def test_uv_line_is_read_once_and_ci_run_agrees_with_the_plan():

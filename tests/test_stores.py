@@ -28,8 +28,8 @@ from harness.template_plan import plan
 # Each embedded store's generated module, as the plan derives it from the store's key.
 STORE_MODULES = {
     name: plan(vector_store=name)["store"]["module"]
-    for name in CATALOGUE["stores"]
-    if name != "none"
+    for name, store in CATALOGUE["stores"].items()
+    if name != "none" and "embedded" in store["modes"]
 }
 EMBEDDED_STORES = list(STORE_MODULES)
 SHARED_MODULES = ["store", "search", "settings", "embeddings"]

@@ -36,6 +36,13 @@ REFUSALS = [
     ("conda_channel", "conda_forge!", "must be a name or http(s):// URL"),
     ("lock_platforms", [], "must name at least one platform"),
 ]
+# A store mode the chosen store does not run in: (store, mode, the rule shown first).
+IMPOSSIBLE_MODES = [
+    ("lancedb", "server", "lancedb runs embedded only"),
+    ("faiss", "server", "faiss runs embedded only"),
+    ("pgvector", "embedded", "pgvector runs server only"),
+    ("none", "server", "server needs a vector store"),
+]
 
 
 @pytest.mark.parametrize(("question", "value", "rule"), REFUSALS)
@@ -48,6 +55,37 @@ def test_bad_answer_is_refused_by_name_with_the_rule_first(tmp_path, question, v
     assert first == f"Validation error for question '{question}': {rule}"
     assert all(len(line) <= WIDTH for line in [first, *details]), str(refused.value)
     assert not destination.exists()
+
+
+@pytest.mark.parametrize(("store", "mode", "rule"), IMPOSSIBLE_MODES)
+def test_a_store_mode_the_store_lacks_is_refused_naming_the_ones_that_have_it(
+    tmp_path, store, mode, rule
+):
+    """`store_mode` is asked only where a store runs both ways; given anyway, it is judged."""
+    destination = tmp_path / "project"
+    answers = answers_for("default", vector_store=store, store_mode=mode)
+    if store == "none":
+        answers["serve"] = "none"
+    with pytest.raises(ValueError, match="question 'store_mode'") as refused:
+        render(destination, answers)
+    first, *details = str(refused.value).splitlines()
+    assert first == f"Validation error for question 'store_mode': {rule}"
+    able = [
+        key
+        for key, entry in CATALOGUE["stores"].items()
+        if key != "none" and mode in entry["modes"]
+    ]
+    if store != "none":
+        assert ", ".join(able) in " ".join(details)
+    assert all(len(line) <= WIDTH for line in [first, *details]), str(refused.value)
+    assert not destination.exists()
+
+
+def test_store_mode_is_asked_only_of_a_store_that_runs_both_ways():
+    question = yaml.safe_load((ROOT / "copier.yml").read_text())["store_mode"]
+    both = [key for key, entry in CATALOGUE["stores"].items() if len(entry["modes"]) == 2]
+    assert both == ["chromadb", "qdrant"]
+    assert "modes | length > 1" in question["when"]
 
 
 # Each library's import name, and the library as the project's dependencies name it.

@@ -48,7 +48,7 @@ USES_LINE = re.compile(
     re.MULTILINE,
 )
 UV_VERSION_LINE = re.compile(r'^(?P<key>\s*UV_VERSION:\s*)"(?P<version>[^"]+)"', re.MULTILINE)
-IMAGE_TAG = re.compile(r"^(?P<version>\d+(?:\.\d+)*)(?P<flavour>.*)$")
+IMAGE_TAG = re.compile(r"^(?P<prefix>v?)(?P<version>\d+(?:\.\d+)*)(?P<flavour>.*)$")
 
 
 @dataclass
@@ -303,6 +303,9 @@ def range_pins(data: dict) -> list[tuple[tuple, dict]]:
                 pins.append(((group, key, "version"), entry))
             for i, required in enumerate(entry.get("requires", [])):
                 pins.append(((group, key, "requires", i, "version"), required))
+            # A server store's client libraries.
+            for i, client in enumerate(entry.get("server", {}).get("libraries", [])):
+                pins.append(((group, key, "server", "libraries", i, "version"), client))
     return pins
 
 
@@ -389,19 +392,31 @@ def check_images(data: dict, sources: Sources) -> list[Row]:
         unknown(uv, Unreachable(str(error)))
     rows.append(uv)
 
-    name, tag = split_image(data["images"]["micromamba"])
+    rows.append(registry_image_row(data["images"]["micromamba"], "images.micromamba", sources))
+    # The official image each server store's compose file runs.
+    for key, store in data["stores"].items():
+        if "image" in store.get("server", {}):
+            where = f"stores.{key}.server.image"
+            rows.append(registry_image_row(store["server"]["image"], where, sources))
+    return rows
+
+
+def registry_image_row(image: str, where: str, sources: Sources) -> Row:
+    """An image pinned by tag, against the newest tag of the same flavour on its registry."""
+    name, tag = split_image(image)
     # A registry host, if named, is the first part with a dot or a port.
     first, _, rest = name.partition("/")
     repository = rest if rest and ("." in first or ":" in first) else name
     current = IMAGE_TAG.match(tag)
-    row = Row("image", f"{repository} on the registry", "images.micromamba", tag, "", "")
+    row = Row("image", f"{repository} on the registry", where, tag, "", "")
     try:
         if not current:
             raise Unreachable(f"tag {tag} does not start with a version")
         same_flavour = [
             (Version(m["version"]), t)
             for t in sources.image_tags(repository)
-            if (m := IMAGE_TAG.match(t)) and m["flavour"] == current["flavour"]
+            if (m := IMAGE_TAG.match(t))
+            and (m["prefix"], m["flavour"]) == (current["prefix"], current["flavour"])
         ]
         if not same_flavour:
             raise Unreachable(f"no tag ending in {current['flavour']!r}")
@@ -411,8 +426,7 @@ def check_images(data: dict, sources: Sources) -> list[Row]:
         row.note = "check the image, then edit by hand" if row.status == "behind" else ""
     except Unreachable as error:
         unknown(row, error)
-    rows.append(row)
-    return rows
+    return row
 
 
 def workflow_files(root: Path) -> list[Path]:

@@ -1,15 +1,19 @@
-"""What routes ask FastAPI for: the ready service, and a body sent as JSON."""
+"""What routes ask FastAPI for: the ready service, and a body sent as JSON; and the answer to a
+store that went down during a request."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
 
 from ..runtime import Lifecycle
 from ..service import Service
 from .schemas import RETRY_AFTER_SECONDS
 
+# The one answer while the store's server does not answer: its address stays out of replies.
+STORE_DOWN = "the store is unavailable: try again shortly"
 JSON_ONLY = "the body must be JSON, sent with the header Content-Type: application/json"
 
 
@@ -22,7 +26,16 @@ def get_service(request: Request) -> Service:
             "not ready: the model is loading or the store is closing",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
+    if not lifecycle.service.store_up:
+        # Refused at once while the store is down: no request waits out its timeout meanwhile.
+        raise HTTPException(503, STORE_DOWN, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     return lifecycle.service
+
+
+async def store_unavailable(_request: Request, _error: Exception) -> JSONResponse:
+    """503 with Retry-After for a request whose store call found the store's server down."""
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    return JSONResponse({"detail": STORE_DOWN}, status_code=503, headers=headers)
 
 
 def require_json(request: Request) -> None:

@@ -45,8 +45,8 @@ async def livez() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    """The model is loaded and the store is open."""
-    if request.app.state.lifecycle.service is None:
+    """The model is loaded, the store is open, and it answered its last call or check."""
+    if not request.app.state.lifecycle.ready:
         return JSONResponse({"status": "not ready"}, status_code=503)
     return JSONResponse({"status": "ready"})
 

@@ -77,7 +77,7 @@ class ErrorOut(BaseModel):
 NOT_READY: dict[int | str, dict[str, object]] = {
     503: {
         "model": ErrorOut,
-        "description": "Not ready: the model is loading or the store is closing",
+        "description": "Not ready: the model is loading, or the store is closing or unavailable",
         "headers": {
             "Retry-After": {
                 "description": "Seconds to wait before asking again",
