@@ -21,7 +21,7 @@ PLACEHOLDER = "test-placeholder-not-a-secret"
 
 
 def overlays(project: Path) -> list[Path]:
-    """Every kustomization a user applies: each overlay, and each overlay's ingest."""
+    """Every kustomization a user applies: each overlay, and each one's ingest beside it."""
     root = project / "deploy" / "kubernetes" / "overlays"
     return sorted(path.parent for path in root.rglob("kustomization.yaml"))
 
@@ -36,8 +36,10 @@ def write_secrets(overlay: Path) -> list[Path]:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(f"{PLACEHOLDER}\n")
             written.append(path)
-    if not written and overlay.name == "ingest":
-        written = write_secrets(overlay.parent)
+    for resource in kustomization.get("resources", []):
+        # An ingest overlay's Secret is the overlay's it builds on.
+        if resource.startswith("../") and (overlay / resource / "kustomization.yaml").is_file():
+            written += write_secrets((overlay / resource).resolve())
     return written
 
 

@@ -79,7 +79,7 @@ def test_every_served_set_has_a_dev_and_a_production_overlay(manifests, projects
         labels = {label for set_name, label in manifests if set_name == name}
         assert {"dev", "production"} <= labels, (name, labels)
         stateless = plan_of(SERVED[name])["kubernetes"]["stateless"]
-        assert ({"dev/ingest", "production/ingest"} <= labels) == stateless, (name, labels)
+        assert ({"dev-ingest", "production-ingest"} <= labels) == stateless, (name, labels)
 
 
 def test_projects_that_serve_nothing_have_no_manifests(tmp_path):
@@ -221,3 +221,58 @@ def test_the_manifests_have_no_leftover_template_syntax(projects):
             assert "{{" not in text and "{%" not in text, path
             assert "\n\n\n" not in text, path
             yaml.safe_load_all(text)
+
+
+def stateless_sets() -> list[str]:
+    return [name for name in SERVED if plan_of(SERVED[name])["kubernetes"]["stateless"]]
+
+
+def test_some_sets_run_a_server_store_and_some_an_embedded_one():
+    assert stateless_sets() and set(SERVED) - set(stateless_sets())
+
+
+def test_a_server_store_gives_replicas_that_roll_spread_and_scale(manifests):
+    for name in stateless_sets():
+        docs = docs_of(manifests, name, "production")
+        found, _ = workload(docs)
+        assert found["kind"] == "Deployment" and found["spec"]["replicas"] >= 2
+        assert found["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+        labels = found["spec"]["template"]["metadata"]["labels"]
+        [budget] = kube.find(docs, "PodDisruptionBudget")
+        assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        [scaler] = kube.find(docs, "HorizontalPodAutoscaler")
+        assert scaler["spec"]["scaleTargetRef"]["name"] == found["metadata"]["name"]
+        assert scaler["spec"]["minReplicas"] >= 2
+        assert [m["resource"]["name"] for m in scaler["spec"]["metrics"]] == ["cpu"]
+        spread = found["spec"]["template"]["spec"]["topologySpreadConstraints"]
+        assert "kubernetes.io/hostname" in [rule["topologyKey"] for rule in spread]
+        [policy] = kube.find(docs, "NetworkPolicy")
+        ports = [p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]]
+        assert plan_of(SERVED[name])["store"]["port"] in ports and 53 in ports
+
+
+@pytest.mark.parametrize("overlay", ["dev", "production"])
+def test_the_indexed_job_runs_the_services_pod_over_disjoint_shards(manifests, overlay):
+    for name in stateless_sets():
+        docs = docs_of(manifests, name, f"{overlay}-ingest")
+        server, server_container = workload(docs)
+        [job] = kube.find(docs, "Job")
+        spec = job["spec"]
+        assert spec["completionMode"] == "Indexed" and spec["backoffLimitPerIndex"] >= 1
+        pod = spec["template"]["spec"]
+        assert pod["restartPolicy"] == "Never"
+        [container] = pod["containers"]
+        env = {v["name"]: v.get("value") for v in container["env"]}
+        suffix = "_" + KUBE["shard_count_variable"]
+        [count] = [value for key, value in env.items() if key.endswith(suffix)]
+        assert count == str(spec["completions"]), (name, env)
+        # The service's image, hardening, settings and Secret, in its namespace.
+        assert container["image"] == server_container["image"]
+        assert container["securityContext"] == server_container["securityContext"]
+        assert pod["securityContext"] == server["spec"]["template"]["spec"]["securityContext"]
+        assert container["envFrom"] == server_container["envFrom"]
+        assert job["metadata"]["namespace"] == server["metadata"]["namespace"]
+        names = {doc["metadata"]["name"] for doc in docs}
+        volumes = pod["volumes"]
+        assert {v["secret"]["secretName"] for v in volumes if "secret" in v} <= names
+        assert container["args"][-2:] == ["ingest", "/corpus"]
