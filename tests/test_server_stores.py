@@ -18,6 +18,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness import docker
 from harness.chroma_server import ChromaServer, chroma_server
@@ -29,7 +30,7 @@ from harness.projects import (
     run,
     synced_project,
 )
-from harness.render import answers_for, local_answers
+from harness.render import ANSWER_SETS, CATALOGUE, answers_for, local_answers, render
 
 
 def prefix_of(project: Path) -> str:
@@ -104,6 +105,14 @@ def test_the_qdrant_server_project_proves_what_it_can_without_a_server(qdrant_pr
     prefix = prefix_of(qdrant_project)
     tests = "tests/test_store_server.py"
     unreachable = {f"{prefix}STORE_URL": f"http://127.0.0.1:{closed_port()}", "CI": "true"}
+    # The MCP tools, too, say the store is unavailable rather than wait for it.
+    tool = run(
+        qdrant_project,
+        *("uv", "run", "--locked", "pytest", "-q", "tests/test_mcp_server.py"),
+        *("-k", "does_not_answer"),
+        env=unreachable,
+    )
+    assert tool.returncode == 0 and "1 passed" in tool.stdout, tool.stdout[-3000:]
     result = run(
         qdrant_project,
         "uv",
@@ -241,3 +250,32 @@ def test_a_postgresql_restart_is_503_then_recovered_and_the_password_never_shows
         finally:
             logs = driver.stop()
         assert password not in logs
+
+
+# ------------------------------------------------------------------ compose.yaml, as rendered
+
+
+@pytest.mark.parametrize("name", ["pgvector-http", "chromadb-server", "qdrant-server-mcp"])
+def test_compose_runs_replicas_after_the_pinned_store_is_healthy(tmp_path, name):
+    project = render(tmp_path / "project", answers_for(name))
+    store = CATALOGUE["stores"][ANSWER_SETS[name]["vector_store"]]["server"]
+    compose = yaml.safe_load((project / "compose.yaml").read_text(encoding="utf-8"))
+    service = next(value for key, value in compose["services"].items() if key != "store")
+    assert service["deploy"]["replicas"] >= 2
+    assert service["depends_on"] == {"store": {"condition": "service_healthy"}}
+    prefix = prefix_of(project)
+    assert service["environment"][f"{prefix}STORE_URL"] == store["url"]
+    # The official image, pinned by version, on a named volume of its own, with a health check.
+    assert compose["services"]["store"]["image"] == store["image"]
+    assert compose["services"]["store"]["volumes"] == [f"store:{store['data']}"]
+    assert compose["services"]["store"]["healthcheck"]["test"] == store["health"]
+    assert "store" in compose["volumes"] and "ports" not in compose["services"]["store"]
+    if store["secret"] == "none":
+        assert "secrets" not in compose
+    else:
+        # From a file git ignores, never from the environment or a rendered value.
+        assert compose["secrets"] == {"store-secret": {"file": "./secrets/store-secret"}}
+        assert service["environment"][f"{prefix}STORE_SECRET_FILE"] == "/run/secrets/store-secret"
+        assert service["secrets"] == compose["services"]["store"]["secrets"] == ["store-secret"]
+        assert "secrets/*" in (project / ".gitignore").read_text(encoding="utf-8").splitlines()
+        assert (project / "secrets" / "store-secret.example").is_file()

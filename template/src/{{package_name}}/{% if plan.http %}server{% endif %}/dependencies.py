@@ -20,6 +20,8 @@ JSON_ONLY = "the body must be JSON, sent with the header Content-Type: applicati
 def get_service(request: Request) -> Service:
     """The app's service, or 503 with Retry-After while the model loads or the store closes."""
     lifecycle: Lifecycle = request.app.state.lifecycle
+    if lifecycle.waiting_for_store:
+        raise HTTPException(503, STORE_DOWN, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     if lifecycle.service is None:
         raise HTTPException(
             503,
