@@ -61,7 +61,7 @@ def validate(path: Path, version: str) -> subprocess.CompletedProcess[str]:
 
 def checkov_dir(folder: Path) -> dict:
     """checkov's Kubernetes checks on every rendered file in `folder`, offline: its results."""
-    command = ["uvx", "--from", CHECKOV, "checkov", "--framework", "kubernetes"]
+    command = ["uv", "tool", "run", "--from", CHECKOV, "checkov", "--framework", "kubernetes"]
     command += ["--skip-download", "--output", "json", "--directory", str(folder)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert result.returncode in (0, 1), result.stdout[-2000:] + result.stderr[-2000:]
