@@ -276,3 +276,17 @@ def test_the_indexed_job_runs_the_services_pod_over_disjoint_shards(manifests, o
         volumes = pod["volumes"]
         assert {v["secret"]["secretName"] for v in volumes if "secret" in v} <= names
         assert container["args"][-2:] == ["ingest", "/corpus"]
+
+
+@pytest.mark.parametrize("overlay", ["dev", "production"])
+def test_an_mcp_server_allows_the_names_its_service_is_reached_by(manifests, overlay):
+    mcp = [name for name in SERVED if plan_of(SERVED[name])["mcp"]]
+    assert mcp
+    for name in mcp:
+        docs = docs_of(manifests, name, overlay)
+        [service] = kube.find(docs, "Service")
+        [settings] = kube.find(docs, "ConfigMap")
+        [hosts] = [v for k, v in settings["data"].items() if k.endswith("_ALLOWED_HOSTS")]
+        service_name, namespace = service["metadata"]["name"], service["metadata"]["namespace"]
+        for host in (service_name, f"{service_name}.{namespace}.svc"):
+            assert f"{host}:*" in hosts.split(","), (name, hosts)
