@@ -10,6 +10,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from harness.render import CATALOGUE, ROOT
 
 DEFAULTS = {
+    "project_slug": "my-app",
     "package_name": "my_app",
     "python_version": "3.12",
     "ml_libraries": ["torch", "sentence-transformers"],

@@ -19,12 +19,10 @@ import pytest
 from harness import docker
 from harness.built_images import Built, Images
 from harness.compat import tomllib
-from harness.model_wheel import model_folder
+from harness.model import MODEL_IN_IMAGE, model_folder, readme_block
 from harness.render import CATALOGUE
 from harness.service_client import Api, free_port
 
-# Where the README's recipe puts the model in the image.
-MODEL_IN_IMAGE = "/opt/model"
 DOCS = {
     "cats.txt": "Cats purr, nap in the sun and chase mice around the garden.",
     "rivers.md": "Rain runs down from the mountains to the sea in rivers.",
@@ -39,13 +37,6 @@ SERVED_NAME = "all-MiniLM-L6-v2"
 MAX_TEXTS, MAX_TEXT_CHARS = 64, 8192
 LOAD_GUARD = 900
 
-
-def readme_block(project: Path, heading: str, language: str) -> str:
-    """The first fenced `language` block under `heading` in the project's README."""
-    readme = (project / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index(f"\n{heading}\n") :]
-    start = section.index(f"```{language}\n") + len(f"```{language}\n")
-    return section[start : section.index("\n```", start)]
 
 
 def write_docs(folder: Path) -> Path:

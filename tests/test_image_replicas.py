@@ -28,7 +28,7 @@ from harness.chroma_server import ChromaServer, chroma_server
 from harness.compose import Compose, require_compose
 from harness.held_request import HeldRequest
 from harness.images import chroma_image, pgvector_image
-from harness.model_wheel import model_folder
+from harness.model import model_folder
 from harness.pg_server import DATABASE, USER, PgServer, pgvector_server
 from harness.render import CATALOGUE
 from harness.replica_load import Answer, ReplicaLoad, where

