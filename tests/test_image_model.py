@@ -38,7 +38,6 @@ MAX_TEXTS, MAX_TEXT_CHARS = 64, 8192
 LOAD_GUARD = 900
 
 
-
 def write_docs(folder: Path) -> Path:
     folder.mkdir()
     for name, text in DOCS.items():
