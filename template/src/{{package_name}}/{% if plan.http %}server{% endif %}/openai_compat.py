@@ -12,10 +12,11 @@ import struct
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, field_validator
+from starlette.exceptions import HTTPException
 
 from ..service import MAX_TEXT_CHARS, MAX_TEXTS
 from ..settings import SERVED_MODEL_NAME, Settings
@@ -71,6 +72,7 @@ class OpenAIRoute(APIRoute):
                 return await handler(request)
             except RequestValidationError as err:
                 return validation_error(err)
+            # Starlette's, which FastAPI raises for a body it cannot read, and FastAPI's.
             except HTTPException as err:
                 return openai_error(err.status_code, str(err.detail), headers=err.headers)
 
