@@ -184,7 +184,7 @@ def test_runtime_guard_and_user(rendered):
     user = next(i for i in runtime if i.cmd == "USER").value[0]
     assert user.split(":")[0].isdigit() and user.split(":")[0] != "0"
     cmd = next(i for i in runtime if i.cmd == "CMD")
-    serve = ["serve"] if answers["serve"] == "http" else []
+    serve = ["serve"] if answers["serve"] != "none" else []
     assert list(cmd.value) == ["python", "-m", package, *serve]
     env = dict(zip(*[iter(next(i for i in runtime if i.cmd == "ENV").value)] * 2, strict=True))
     assert env["UV_INDEX"].strip('"') == f"{INDEX_NAME}={answers['torch_index_url']}"
