@@ -131,7 +131,13 @@ def main() -> None:
         for name, met in targets.items():
             floor = TARGETS[backend][name]
             print(f"- {backend} {name} ≥ {floor}: {verdict_word(met)}")
-    sizes = build_sizes(work / "images") if args.images else {}
+    sizes = {}
+    if args.images:
+        say("building the three images and their baked variants ...")
+        (work / "images").mkdir(parents=True, exist_ok=True)
+        with warnings.catch_warnings(), output_to(work / "images.log"):
+            warnings.simplefilter("ignore")  # DirtyLocalWarning: uncommitted edits are meant
+            sizes = build_sizes(work / "images")
     for backend, size in sizes.items():
         image, model = human_bytes(size["image"]), human_bytes(size["baked"])
         print(f"- image {backend}: {image}, baked {model}")
