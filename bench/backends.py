@@ -59,7 +59,11 @@ def corpus(count: int) -> list[str]:
 
 
 def project(work: Path) -> Path:
-    """The onnx-int8 project from this worktree, locked and synced against the local mirror."""
+    """The onnx-int8 project from this worktree, locked and synced against the local mirror;
+    one a kept run already synced there is reused."""
+    kept = work / "bench-backends" / "project"
+    if (kept / ".venv").is_dir():
+        return kept
     mirror = build_mirror(work / "mirror")
     answers = answers_for("default", model_backend="onnx-int8", **local_answers(mirror))
     answers["project_name"] = "Bench Backends"
@@ -112,7 +116,9 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=512, help="texts in the timed corpus")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; best kept")
     parser.add_argument("--images", action="store_true", help="also build images for sizes")
-    parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    parser.add_argument(
+        "--keep", type=Path, help="work in this folder and keep it (its synced project is reused)"
+    )
     args = parser.parse_args()
     if not shutil.which("taskset"):
         sys.exit("taskset (util-linux) is needed to pin the probe to a CPU")
