@@ -13,12 +13,17 @@ OFFLINE = {"UV_PYTHON_DOWNLOADS": "never", "HF_HUB_OFFLINE": "1"}
 
 
 def run(
-    project: Path, *args: str, env: dict[str, str] | None = None, timeout: int = 900
+    project: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: int = 900,
+    input: str | None = None,
 ) -> subprocess.CompletedProcess:
     """`args` in the project's folder, offline, output captured as text; never raises on exit."""
     return subprocess.run(
         args,
         cwd=project,
+        input=input,
         env={**os.environ, **OFFLINE, **(env or {})},
         capture_output=True,
         text=True,
