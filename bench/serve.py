@@ -48,8 +48,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     add("--load-cpus", default="1", help="CPUs of the load generator, none of the service's")
     add("--closed-seconds", type=float, default=6.0, help="each closed-loop run")
     add("--open-seconds", type=float, default=10.0, help="each open-loop run")
-    add("--documents", type=int, default=2_000, help="stored for /query, and in the limit's store")
-    add("--limit-texts", type=int, default=512, help="texts the in-process limit embeds")
+    add("--documents", type=int, default=1_000, help="embedded and stored, in-process and served")
+    add("--limit-queries", type=int, default=512, help="queries the in-process limit answers")
     add("--starts", type=int, default=3, help="cold starts; the median is shown")
     add("--peers", default="naive,infinity", help="peers to run: naive, infinity, or none")
     add("--backend", choices=sorted(targets.BACKENDS), default="torch", help="the model's backend")
@@ -76,12 +76,11 @@ def cpu_sets(args: argparse.Namespace) -> tuple[frozenset[int], frozenset[int]]:
     return service, load
 
 
-def in_process_limit(cpus: frozenset[int], texts: list[str], documents: list[str]) -> dict:
+def in_process_limit(cpus: frozenset[int], documents: list[str], queries: int) -> dict:
     """The project's embedder and store in a container on the service's CPUs: texts/s, queries/s."""
     payload = {
-        "texts": texts,
         "documents": documents,
-        "queries": serve_figures.queries(len(texts), seed=72),
+        "queries": serve_figures.queries(queries, seed=72),
         "batch": LIMIT_BATCH,
     }
     command = ["docker", "run", "--rm", "--interactive", "--network", "none"]
@@ -174,7 +173,10 @@ def measure_peer(name: str, cpus: frozenset[int], args, texts: list[str]) -> dic
         say(f"{name}:")
         bodies = [peer.endpoint.body(text) for text in texts]
         seconds = (args.closed_seconds, args.open_seconds)
-        return serve_load.profile(peer.base, peer.endpoint.path, bodies, seconds, say)
+        found = serve_load.profile(peer.base, peer.endpoint.path, bodies, seconds, say)
+        if name == "naive":
+            found["torch_threads"] = targets.get_json(peer.base + "/health")["torch_threads"]
+        return found
     finally:
         peer.stop()
 
@@ -193,8 +195,10 @@ def measure(args, service_cpus: frozenset[int], load_cpus: frozenset[int]) -> di
     prefix = serve_images.ready_image(args.reuse_image)
     os.sched_setaffinity(0, load_cpus)  # from here on, this process is the load generator
     texts = serve_figures.synthetic_texts(args.documents)
-    say(f"in-process limit: {args.limit_texts} texts, {len(texts):,} documents ...")
-    figures: dict = {"limit": in_process_limit(service_cpus, texts[: args.limit_texts], texts)}
+    say(f"in-process limit: {len(texts):,} documents, {args.limit_queries} queries ...")
+    figures: dict = {"limit": in_process_limit(service_cpus, texts, args.limit_queries)}
+    limit = figures["limit"]
+    say(f"  {limit['texts_rate']:.1f} texts/s, {limit['queries_rate']:.1f} queries/s")
     starts = cold_starts(prefix, service_cpus, args.starts)
     figures["cold_starts"] = [round(value, 1) for value in starts]
     figures["cold_start"] = statistics.median(starts) if starts else None
@@ -237,7 +241,7 @@ def main() -> None:
     print(report.load_rows(figures))
     print("\n```text\n" + report.verdict_lines(figures) + "\n```")
     print(f"\nPlot: {args.plot}")
-    print("BENCH " + json.dumps({"run": heading, **figures}))
+    print("BENCH " + json.dumps({"run": heading, "title": title, **figures}))
 
 
 if __name__ == "__main__":

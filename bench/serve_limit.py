@@ -1,7 +1,7 @@
 """The model's own limit, run inside the service's image: its embedder and store, no HTTP.
 
 Run by `bench.serve` as `python serve_limit.py <package>` in a container pinned to the service's
-CPUs, with a JSON object on stdin: "texts" to embed, "documents" to store untimed, "queries" to
+CPUs, with a JSON object on stdin: "documents" to embed (timed) then store (untimed), "queries" to
 search, "batch" texts per call. Prints one JSON line: texts per second and queries per second.
 The same embedder the service builds from its settings, sized as the service sizes torch.
 """
@@ -36,20 +36,23 @@ def main() -> None:
     # All the CPUs it has: no event loop or store shares them here.
     service.use_cpus(cpus)
     embedder = search.make_embedder(settings)
-    texts, queries, size = payload["texts"], payload["queries"], payload["batch"]
+    texts, queries, size = payload["documents"], payload["queries"], payload["batch"]
     embedder.embed(texts[:size])  # loads the model and warms its first call
+    vectors: list = []
 
     def embed_all() -> None:
         for batch in batches(texts, size):
-            embedder.embed(batch)
+            vectors.extend(embedder.embed(batch))
 
     texts_rate = rate(len(texts), embed_all)
     with tempfile.TemporaryDirectory() as data, search.open_store(Path(data), embedder) as store:
         documents = [
-            store_module.Document(f"doc-{number:05d}", text)
-            for number, text in enumerate(payload["documents"])
+            store_module.Document(f"doc-{number:05d}", text) for number, text in enumerate(texts)
         ]
-        search.ingest(documents, store, embedder)
+        for chunk, chunk_vectors in zip(
+            batches(documents, size), batches(vectors, size), strict=True
+        ):
+            store.add(chunk, chunk_vectors)
         store.query_many(embedder.embed(queries[:size]), 5)  # the store's first search, warm
 
         def search_all() -> None:

@@ -78,6 +78,8 @@ def summary_rows(figures: dict) -> str:
     for name, profile in profiles.items():
         rows.append((f"{label(figures, name)}: saturation", per_second(profile["saturation"])))
         rows.append((f"{label(figures, name)}: unloaded p50", ms(profile["unloaded_p50"])))
+        if "torch_threads" in profile:
+            rows.append((f"{label(figures, name)}: torch threads", str(profile["torch_threads"])))
     rows += [
         ("load generator: CPU used over wall time", "-" if share is None else f"{share:.0%}"),
         (

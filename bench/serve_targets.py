@@ -43,9 +43,10 @@ class Endpoint:
 
     path: str
     openai: bool
+    model: str = MODEL_NAME
 
     def body(self, text: str) -> dict:
-        return {"input": [text], "model": MODEL_NAME} if self.openai else {"texts": [text]}
+        return {"input": [text], "model": self.model} if self.openai else {"texts": [text]}
 
 
 def service_endpoint(openapi: dict) -> Endpoint:
@@ -156,6 +157,10 @@ def start_container(name: str, cpus: frozenset[int], *args: str, **options) -> T
 
 def start_service(prefix: str, cpus: frozenset[int]) -> Target:
     env = {f"{prefix}HOST": "127.0.0.1", f"{prefix}PORT": "{port}"}
+    # A busy machine can take over the default 60 s to load the model on one CPU.
+    env[f"{prefix}MODEL_LOAD_TIMEOUT"] = "600"
+    # The name /v1/embeddings answers to, where the service has one: the peers' name.
+    env[f"{prefix}SERVED_MODEL_NAME"] = MODEL_NAME
     return start_container("service", cpus, env=env, ready="/readyz")
 
 
