@@ -23,6 +23,9 @@ from urllib.parse import urlparse
 MAX_CONNECTIONS = 1024
 # Connections opened before an open-loop run starts, so the first arrivals find one ready.
 WARM_CONNECTIONS = 32
+# An idle connection older than this is closed, not reused: servers close theirs after a few
+# seconds (uvicorn: 5 s), and a request written to a closed one is lost.
+IDLE_SECONDS = 2.0
 
 
 @dataclass
@@ -47,6 +50,7 @@ class Connection:
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        self.used_at = time.monotonic()
 
     @classmethod
     async def open(cls, host: str, port: int) -> Connection:
@@ -68,6 +72,7 @@ class Connection:
             body = await self.chunked()
         else:
             raise HTTPError(f"an answer with neither Content-Length nor chunks: {status_line}")
+        self.used_at = time.monotonic()
         return status, body
 
     async def chunked(self) -> bytes:
@@ -140,22 +145,37 @@ def arrivals(rate: float, seconds: float, seed: int = 5) -> list[float]:
     return times
 
 
-async def open_loop(base: str, requests: Sequence[bytes], rate: float, seconds: float) -> Load:
+async def open_loop(
+    base: str,
+    requests: Sequence[bytes],
+    rate: float,
+    seconds: float,
+    idle_for: float = IDLE_SECONDS,
+) -> Load:
     """Requests at Poisson arrivals, `rate` per second for `seconds`, each on an idle connection."""
     load, pending, host = Load(), itertools.cycle(requests), address(base)
     idle = [await Connection.open(*host) for _ in range(WARM_CONNECTIONS)]
     opened = len(idle)
 
+    def fresh() -> Connection | None:
+        nonlocal opened
+        while idle:
+            connection = idle.pop()  # the last answered first: the least likely to be closed
+            if time.monotonic() - connection.used_at < idle_for:
+                return connection
+            connection.close()
+            opened -= 1
+        return None
+
     async def one(request: bytes) -> None:
         nonlocal opened
-        if idle:
-            connection = idle.pop()
-        elif opened < MAX_CONNECTIONS:
+        connection = fresh()
+        if connection is None:
+            if opened >= MAX_CONNECTIONS:
+                load.errors.append(f"over {MAX_CONNECTIONS} requests unanswered at once")
+                return
             opened += 1
             connection = await Connection.open(*host)
-        else:
-            load.errors.append(f"over {MAX_CONNECTIONS} requests unanswered at once")
-            return
         if await timed(connection, request, load):
             idle.append(connection)
         else:
@@ -180,9 +200,16 @@ def run_closed(base: str, path: str, bodies: Sequence[dict], clients: int, secon
     return asyncio.run(closed_loop(base, requests, clients, seconds))
 
 
-def run_open(base: str, path: str, bodies: Sequence[dict], rate: float, seconds: float) -> Load:
+def run_open(
+    base: str,
+    path: str,
+    bodies: Sequence[dict],
+    rate: float,
+    seconds: float,
+    idle_for: float = IDLE_SECONDS,
+) -> Load:
     requests = [prepare(base, path, body) for body in bodies]
-    return asyncio.run(open_loop(base, requests, rate, seconds))
+    return asyncio.run(open_loop(base, requests, rate, seconds, idle_for))
 
 
 def run_each(base: str, path: str, bodies: Sequence[dict]) -> Load:

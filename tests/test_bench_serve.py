@@ -57,8 +57,9 @@ def test_memory_figures_are_read_from_proc_and_cgroup_files():
 
 
 # A server in a process of its own: sleeps as each body asks, answers 503 to the text "fail",
-# in chunks when asked, and logs each request's time from its start to its answer sent, as the
-# service's access log does (JSON lines with latency_ms).
+# in chunks when asked, and logs each request's time as the service's access log does (JSON
+# lines with latency_ms): from the request read to its answer about to be sent, so that each
+# interval lies inside the client's, however the two processes are scheduled.
 SERVER = r"""
 import json, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -68,6 +69,8 @@ lock, log = threading.Lock(), open(sys.argv[1], "w")
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out at once, as servers send them
+    # When given, an idle connection is closed after so many seconds, as uvicorn's after 5 s.
+    timeout = float(sys.argv[2]) if len(sys.argv) > 2 else None
 
     def log_message(self, *args):
         pass
@@ -78,6 +81,7 @@ class Handler(BaseHTTPRequestHandler):
         time.sleep(body.get("sleep", 0) / 1000)
         status = 503 if body.get("text") == "fail" else 200
         answer = json.dumps({"echo": body}).encode()
+        seconds = time.perf_counter() - started
         self.send_response(status)
         if body.get("chunked"):
             self.send_header("Transfer-Encoding", "chunked")
@@ -91,7 +95,6 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(answer)
         self.wfile.flush()
-        seconds = time.perf_counter() - started
         line = json.dumps({"path": self.path, "status": status, "latency_ms": seconds * 1000})
         with lock:
             log.write(line + "\n")
@@ -113,12 +116,15 @@ LATE_SHARE, POISSON_SIGMAS = 0.05, 4
 class LoggingServer:
     """The server above, in a subprocess; `log()` stops it and returns its access lines."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, idle: float | None = None) -> None:
         self.path = folder / "access.log"
+        self.options = [] if idle is None else [str(idle)]
 
     def __enter__(self) -> LoggingServer:
         self.process = subprocess.Popen(
-            [sys.executable, "-c", SERVER, str(self.path)], stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", SERVER, str(self.path), *self.options],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert self.process.stdout is not None
         self.origin = f"http://127.0.0.1:{self.process.stdout.readline().strip()}"
@@ -199,6 +205,14 @@ def test_the_open_loop_sends_at_the_requested_rate_whatever_is_unanswered(tmp_pa
     in_window = sum(sent < seconds for sent in load.sent_at)
     assert in_window >= (1 - LATE_SHARE) * len(scheduled)
     assert abs(len(scheduled) - rate * seconds) <= POISSON_SIGMAS * (rate * seconds) ** 0.5
+
+
+def test_the_open_loop_never_writes_to_a_connection_the_server_closed(tmp_path):
+    """At 4 arrivals a second, gaps over the server's 0.5 s idle limit come often."""
+    with LoggingServer(tmp_path, idle=0.5) as server:
+        load = loopback_load.run_open(server.origin, "/e", [{"text": "ok"}], 4.0, 4.0, 0.25)
+        server.log()
+    assert not load.errors and len(load.latencies) == len(loopback_load.arrivals(4.0, 4.0))
 
 
 def test_query_bodies_cycle_through_the_texts():
