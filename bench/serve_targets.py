@@ -207,7 +207,7 @@ def infinity_venv(backend: str) -> Path:
 
 def start_infinity(model: Path, cpus: frozenset[int], backend: str) -> Target:
     venv, port = infinity_venv(backend), free_port()
-    log = CACHE / f"infinity-{port}.log"
+    log = CACHE / f"infinity-{backend}.log"  # the last run's, kept for reading
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "DO_NOT_TRACK": "1", "INFINITY_PORT": str(port)}
     command = [str(venv / "bin" / "infinity_emb"), "v2", "--model-id", str(model)]
     command += ["--served-model-name", MODEL_NAME, "--engine", BACKENDS[backend]["infinity_engine"]]
