@@ -82,6 +82,11 @@ class Handler(BaseHTTPRequestHandler):
         status = 503 if body.get("text") == "fail" else 200
         answer = json.dumps({"echo": body}).encode()
         seconds = time.perf_counter() - started
+        # Logged before answering: every answer the client reads is in the log by then.
+        line = json.dumps({"path": self.path, "status": status, "latency_ms": seconds * 1000})
+        with lock:
+            log.write(line + "\n")
+            log.flush()
         self.send_response(status)
         if body.get("chunked"):
             self.send_header("Transfer-Encoding", "chunked")
@@ -95,10 +100,6 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(answer)
         self.wfile.flush()
-        line = json.dumps({"path": self.path, "status": status, "latency_ms": seconds * 1000})
-        with lock:
-            log.write(line + "\n")
-            log.flush()
 
 server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 server.daemon_threads = True
