@@ -428,8 +428,10 @@ def test_no_rendered_file_carries_credentials(rendered):
             if path.is_file():
                 text = path.read_text(encoding="utf-8", errors="replace")
                 assert not userinfo.search(text), f"{name}: {path.relative_to(project)}"
-                # A pydantic SecretStr annotation is where a secret is kept out of sight, not one.
-                holds = r"(?i)(password|token|secret)\s*[=:]\s*['\"]?(?!SecretStr\b)\w{8,}"
+                # A pydantic SecretStr annotation is where a secret is kept out of sight, not one;
+                # a YAML key whose value starts on the next line (a Kubernetes `secret:` volume)
+                # holds none on its own line.
+                holds = r"(?i)(password|token|secret)[ \t]*[=:][ \t]*['\"]?(?!SecretStr\b)\w{8,}"
                 assert not re.search(holds, text), (
                     f"{name}: {path.relative_to(project)} looks like it holds a secret"
                 )
@@ -484,4 +486,10 @@ def test_readme_security_section_names_tests_that_exist():
             re.M,
         )
     )
-    assert bare <= faults, bare - faults
+    # A bare name is a hook-fault test here, or a test every generated project of that kind runs.
+    generated = {
+        name
+        for template in (ROOT / "template" / "tests").glob("*.jinja")
+        for name in re.findall(r"^def (test_\w+)", template.read_text(encoding="utf-8"), re.M)
+    }
+    assert bare <= faults | generated, bare - faults - generated
