@@ -30,8 +30,13 @@ from harness.render import CATALOGUE
 
 PLATFORM = "linux/arm64"
 IMAGE_FACTS = CATALOGUE["image"]
-# The two installers of the torch layer, on the default answers otherwise.
-PROJECTS = {"defaults": {}, "uv-installer": {"torch_installer": "uv"}}
+# The two installers of the torch layer. torch alone: PyPI's 2.13 aarch64 wheel is a CUDA build, so
+# the mirror's aarch64 torch is a synthetic one, which sentence-transformers cannot import, and the
+# image imports what its start imports at build time (ADR 0018).
+PROJECTS = {
+    "conda-installer": {"ml_libraries": ["torch"]},
+    "uv-installer": {"torch_installer": "uv", "ml_libraries": ["torch"]},
+}
 # Which torch the image holds, on which machine, and the conda subdirs its prefix came from.
 PROBE = r"""
 import json, pathlib, platform, sys, torch
