@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+KILL = getattr(signal, "SIGKILL", signal.SIGTERM)  # Windows has no SIGKILL; terminate kills there
 
 
 @dataclass
@@ -44,6 +48,8 @@ def run_bounded(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
         text=True,
+        # Its own group, so that stopping it reaches what it started (uv run's Python, say).
+        start_new_session=hasattr(os, "killpg"),
     )
     try:
         output, errors = process.communicate(timeout=timeout)
@@ -57,10 +63,27 @@ def run_bounded(
 
 
 def stop(process: subprocess.Popen) -> None:
-    """Terminate, and kill what does not end within 10 s."""
-    process.terminate()
+    """Terminate the child and what it started; kill what does not end within 10 s."""
+    for signal_number, grace in ((signal.SIGTERM, 10.0), (KILL, 5.0)):
+        send_to_group(process, signal_number)
+        try:
+            process.communicate(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    # Only a process that left the group can still hold the pipes: stop reading them.
+    for stream in (process.stdout, process.stderr):
+        if stream is not None:
+            stream.close()
+    process.wait()
+
+
+def send_to_group(process: subprocess.Popen, signal_number: int) -> None:
+    """The signal to the child's whole group where the system has groups, else to the child."""
     try:
-        process.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.communicate()
+        if hasattr(os, "killpg"):
+            os.killpg(process.pid, signal_number)
+        else:
+            process.send_signal(signal_number)
+    except ProcessLookupError:
+        pass  # it has ended already

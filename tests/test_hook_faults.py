@@ -237,9 +237,28 @@ class Case:
 
     def wait(self, timeout: float = 180) -> Case:
         assert self.process is not None, "start() first"
-        self.output, _ = self.process.communicate(timeout=timeout)
+        try:
+            self.output, _ = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the hook outlived {timeout:g} s; still running:\n{self.stop_all()}")
         self.returncode = self.process.returncode
         return self
+
+    def stop_all(self) -> str:
+        """The hook and what it started, listed, then killed."""
+        assert self.process is not None
+        listing = subprocess.run(
+            ["ps", "-eo", "pid=,ppid=,stat=,etime=,args="], capture_output=True, text=True
+        ).stdout
+        rows = [(int(line.split()[0]), int(line.split()[1]), line) for line in listing.splitlines()]
+        tree = {self.process.pid}
+        for _ in range(4):  # the hook, uv, what uv runs, and what that runs
+            tree |= {pid for pid, parent, _ in rows if parent in tree}
+        for pid in tree:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.communicate()
+        return "\n".join(line for pid, _, line in rows if pid in tree)
 
     def check(self, kind: str | None) -> None:
         """The guarantees every fault case must keep; kind=None for a successful lock."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -149,3 +151,14 @@ def test_project_name_placeholder_reads_as_an_example():
     """Copier shows a placeholder greyed, like a default; Enter then submits nothing."""
     question = yaml.safe_load((ROOT / "copier.yml").read_text())["project_name"]
     assert "default" in question or question["placeholder"].startswith("e.g. ")
+
+
+def test_the_readme_documents_every_question_once():
+    """The README's questions table has one row per question a user can be asked, and no other."""
+    asked = [
+        name
+        for name, q in yaml.safe_load((ROOT / "copier.yml").read_text()).items()
+        if isinstance(q, dict) and "help" in q and q.get("when") is not False
+    ]
+    rows = re.findall(r"^\| `([a-z_]+)` \|", (ROOT / "README.md").read_text(), flags=re.MULTILINE)
+    assert sorted(rows) == sorted(asked)
