@@ -4,7 +4,7 @@ Run on demand from the repository root, with a Docker engine (`bash .ci/docker-e
 
     uv run python -m bench.serve_stores [--stores embedded,chroma-server,pgvector]
         [--documents 1000] [--clients 8,32] [--seconds 6]
-        [--service-cpus 0] [--store-cpus 0] [--load-cpus 1]
+        [--service-cpus 0] [--store-cpus 0] [--load-cpus 1] [--reuse-images --keep-images]
 
 Each store is the default project rendered with only its store answers changed (as the replica
 image tests render them), built as `bench.serve` builds, the model mounted read-only. The Chroma
@@ -73,6 +73,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     add("--service-cpus", default="0", help="CPUs of the service (taskset's form)")
     add("--store-cpus", default=None, help="CPUs of the store server; the service's by default")
     add("--load-cpus", default="1", help="CPUs of the load generator, none of the others'")
+    add("--reuse-images", action="store_true", help="use the images if they are all there")
     add("--keep-images", action="store_true", help="leave the images in the engine")
     args = parser.parse_args(argv)
     args.stores = store_list(args.stores)
@@ -209,9 +210,13 @@ def table(figures: dict) -> str:
 
 
 def measure(args, cpus: tuple[frozenset[int], frozenset[int]], load_cpus) -> dict:
-    """Each store's figures, or why it did not run; the images built first, then removed."""
-    with tempfile.TemporaryDirectory(prefix="mlct-serve-stores-") as tmp:
-        serve_images.build_images(Path(tmp), {tag(store): STORES[store] for store in args.stores})
+    """Each store's figures, or why it did not run; the images built first."""
+    wanted = {tag(store): STORES[store] for store in args.stores}
+    if args.reuse_images and all(map(serve_images.image_exists, wanted)):
+        say(f"reusing {', '.join(wanted)}")
+    else:
+        with tempfile.TemporaryDirectory(prefix="mlct-serve-stores-") as tmp:
+            serve_images.build_images(Path(tmp), wanted)
     os.sched_setaffinity(0, load_cpus)  # from here on, this process is the load generator
     texts = serve_figures.synthetic_texts(args.documents)
     bodies = loopback_load.query_bodies(serve_figures.queries(QUERY_TEXTS), QUERY_TEXTS)
