@@ -3,17 +3,18 @@
 Run on demand from the repository root, with a Docker engine (`bash .ci/docker-engine start`):
 
     uv run python -m bench.serve_stores [--stores embedded,chroma-server,pgvector]
-        [--documents 1000] [--clients 8,32] [--seconds 6]
+        [--documents 1000] [--clients 8,32] [--seconds 6] [--rounds 3]
         [--service-cpus 0] [--store-cpus 0] [--load-cpus 1] [--reuse-images --keep-images]
 
 Each store is the default project rendered with only its store answers changed (as the replica
 image tests render them), built as `bench.serve` builds, the model mounted read-only. The Chroma
 server is `chroma run` from the chromadb wheel; PostgreSQL with pgvector is the Debian trixie
-stand-in image. For each store in turn: its server on `--store-cpus`, the service on
-`--service-cpus`, the same `--documents` stored through POST /documents, then the same query
-texts in closed loops of `--clients` on /query. Prints p50, p99 and answers per second, and
-each against the embedded store of this run, then one line `BENCH {json}`. It reports; it
-never gates.
+stand-in image. Every store's server runs on `--store-cpus` and its service on `--service-cpus`,
+all up at once; each service stores the same `--documents` through POST /documents. Then the
+same query texts in closed loops of each `--clients` count on /query, store after store,
+`--rounds` times, so that a shared machine's other work falls on every store alike. Prints the
+median p50, p99 and answers per second of the rounds, and each against the embedded store of
+this run, then one line `BENCH {json}`. It reports; it never gates.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -47,6 +49,7 @@ STORES = {
     "pgvector": {"vector_store": "pgvector"},
 }
 SECRET_IN_CONTAINER = "/run/secrets/store-secret"
+KEYS = ("throughput", "p50", "p99")
 QUERY_TEXTS = 200
 
 
@@ -70,6 +73,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     add("--documents", type=int, default=1_000, help="stored in each store before the queries")
     add("--clients", default="8,32", help="closed-loop client counts on /query")
     add("--seconds", type=float, default=6.0, help="each closed-loop run")
+    add("--rounds", type=int, default=3, help="runs of every store in turn; medians are shown")
     add("--service-cpus", default="0", help="CPUs of the service (taskset's form)")
     add("--store-cpus", default=None, help="CPUs of the store server; the service's by default")
     add("--load-cpus", default="1", help="CPUs of the load generator, none of the others'")
@@ -81,6 +85,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         args.clients = [int(count) for count in args.clients.split(",")]
     except ValueError:
         sys.exit(f"bench.serve_stores: --clients takes counts such as 8,32, not {args.clients!r}")
+    if args.rounds < 1 or args.seconds <= 0 or args.documents < 1 or min(args.clients) < 1:
+        sys.exit("bench.serve_stores: --rounds, --seconds, --documents and --clients are over 0")
     args.store_cpus = args.store_cpus or args.service_cpus
     return args
 
@@ -146,29 +152,47 @@ def hits(base: str, body: dict) -> int:
         return len(json.loads(response.read())["hits"])
 
 
-def measure_store(store: str, args, cpus, texts: list[str], bodies: list[dict]) -> dict:
-    """Stored `texts`, then each closed loop of `args.clients` on /query: figures per count."""
+def start(store: str, cpus, stack: ExitStack, folder: Path) -> targets.Target:
+    """The store's server and its service, running until `stack` closes."""
     service_cpus, store_cpus = cpus
-    with (
-        tempfile.TemporaryDirectory(prefix="mlct-serve-store-") as tmp,
-        store_server(store, store_cpus, Path(tmp)) as settings,
-    ):
-        service = start_service(store, service_cpus, settings)
-        try:
-            say(f"{store}: storing {len(texts):,} documents ...")
-            rate = ingest(service, texts)
-            found = hits(service.base, bodies[0])
-            loopback_load.run_closed(service.base, "/query", bodies, 8, serve_load.WARM_UP_SECONDS)
-            closed = {}
+    folder.mkdir()
+    settings = stack.enter_context(store_server(store, store_cpus, folder))
+    service = start_service(store, service_cpus, settings)
+    stack.callback(service.stop)
+    return service
+
+
+def stored(store: str, service: targets.Target, texts: list[str], bodies: list[dict]) -> dict:
+    """`texts` stored through the service, one query's hits counted, and its first calls made."""
+    say(f"{store}: storing {len(texts):,} documents ...")
+    rate = ingest(service, texts)
+    found = hits(service.base, bodies[0])
+    loopback_load.run_closed(service.base, "/query", bodies, 8, serve_load.WARM_UP_SECONDS)
+    return {"ingest_rate": rate, "hits": found}
+
+
+def rounds(services: dict[str, targets.Target], args, bodies: list[dict]) -> dict:
+    """Every store's closed loops, store after store, `args.rounds` times: per store, per count."""
+    runs: dict = {store: {clients: [] for clients in args.clients} for store in services}
+    for number in range(1, args.rounds + 1):
+        say(f"round {number} of {args.rounds}:")
+        for store, service in services.items():
             for clients in args.clients:
                 load = loopback_load.run_closed(
                     service.base, "/query", bodies, clients, args.seconds
                 )
-                closed[clients] = serve_load.summary(load)
-                say(f"  {clients:>3} clients: {closed[clients]['throughput']:.1f} /s")
-        finally:
-            service.stop()
-    return {"ingest_rate": rate, "hits": found, "closed": closed}
+                runs[store][clients].append(serve_load.summary(load))
+                say(f"  {store}, {clients:>3} clients: {load.throughput:.1f} /s")
+    return runs
+
+
+def median_of(runs: list[dict]) -> dict:
+    """One figure per key over the rounds: the median, and every error counted."""
+    found: dict = {"errors": sum(run["errors"] for run in runs)}
+    for key in KEYS:
+        values = [run[key] for run in runs if run[key] is not None]
+        found[key] = statistics.median(values) if values else None
+    return found
 
 
 def against_embedded(figures: dict) -> dict:
@@ -179,7 +203,7 @@ def against_embedded(figures: dict) -> dict:
         for clients, load in measured["closed"].items():
             ours = base.get(clients, {})
             found.setdefault(store, {})[clients] = {
-                key: ratio(load[key], ours.get(key)) for key in ("throughput", "p50", "p99")
+                key: ratio(load[key], ours.get(key)) for key in KEYS
             }
     return found
 
@@ -210,7 +234,7 @@ def table(figures: dict) -> str:
 
 
 def measure(args, cpus: tuple[frozenset[int], frozenset[int]], load_cpus) -> dict:
-    """Each store's figures, or why it did not run; the images built first."""
+    """Every store up at once, each store's rounds interleaved with the others'."""
     wanted = {tag(store): STORES[store] for store in args.stores}
     if args.reuse_images and all(map(serve_images.image_exists, wanted)):
         say(f"reusing {', '.join(wanted)}")
@@ -220,15 +244,23 @@ def measure(args, cpus: tuple[frozenset[int], frozenset[int]], load_cpus) -> dic
     os.sched_setaffinity(0, load_cpus)  # from here on, this process is the load generator
     texts = serve_figures.synthetic_texts(args.documents)
     bodies = loopback_load.query_bodies(serve_figures.queries(QUERY_TEXTS), QUERY_TEXTS)
-    figures: dict = {"documents": args.documents, "stores": {}, "skipped": {}}
-    for store in args.stores:
-        try:
-            figures["stores"][store] = measure_store(store, args, cpus, texts, bodies)
-        except (RuntimeError, OSError, subprocess.CalledProcessError) as error:
-            if store == "embedded":
-                raise
-            say(f"{store} did not run: {error}")
-            figures["skipped"][store] = f"{type(error).__name__}: {str(error)[:300]}"
+    figures: dict = {"documents": args.documents, "rounds": args.rounds, "stores": {}}
+    figures["skipped"] = {}
+    with tempfile.TemporaryDirectory(prefix="mlct-serve-store-") as tmp, ExitStack() as stack:
+        services = {}
+        for store in args.stores:
+            try:
+                services[store] = start(store, cpus, stack, Path(tmp) / store)
+            except (RuntimeError, OSError, subprocess.CalledProcessError) as error:
+                if store == "embedded":
+                    raise
+                say(f"{store} did not run: {error}")
+                figures["skipped"][store] = f"{type(error).__name__}: {str(error)[:300]}"
+                continue
+            figures["stores"][store] = stored(store, services[store], texts, bodies)
+        for store, runs in rounds(services, args, bodies).items():
+            figures["stores"][store]["runs"] = runs
+            figures["stores"][store]["closed"] = {n: median_of(each) for n, each in runs.items()}
     return figures
 
 
@@ -238,7 +270,7 @@ def describe(args, started: str, load_start: float) -> str:
         f"{load_start:.1f} at the start and {os.getloadavg()[0]:.1f} at the end; the service on "
         f"CPU(s) {args.service_cpus}, the store server on CPU(s) {args.store_cpus}, the load "
         f"generator on CPU(s) {args.load_cpus}; {args.documents:,} documents; closed loops of "
-        f"{args.seconds:g} s on /query."
+        f"{args.seconds:g} s on /query, {args.rounds} rounds of every store in turn, medians shown."
     )
 
 

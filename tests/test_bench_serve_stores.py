@@ -25,6 +25,7 @@ def test_embedded_always_runs_first_and_each_store_once():
         (["--stores", "qdrant"], "--stores takes some of embedded, chroma-server, pgvector"),
         (["--stores", ","], "--stores takes some of"),
         (["--clients", "8,many"], "--clients takes counts such as 8,32, not '8,many'"),
+        (["--rounds", "0"], "--rounds, --seconds, --documents and --clients are over 0"),
     ],
 )
 def test_bad_choices_exit_with_a_message(argv, message):
@@ -68,3 +69,11 @@ def test_the_table_sets_each_store_against_the_embedded_one_of_the_same_run():
     assert "| pgvector | 8 | 80.0 /s | 100 ms | 180 ms | 0 | 0.80x | 1.25x | 1.50x |" in table
     assert "| chroma-server | not run: RuntimeError: no heartbeat |" in table
     assert len({line.count("|") for line in table.splitlines()}) == 1
+
+
+def test_each_figure_is_the_median_of_the_rounds_and_every_error_counts():
+    runs = [closed(100.0, 0.05, 0.2), closed(40.0, 0.09, 0.9), closed(90.0, 0.06, None)]
+    runs[1]["errors"] = 2
+    assert serve_stores.median_of(runs) == {
+        "throughput": 90.0, "p50": 0.06, "p99": pytest.approx(0.55), "errors": 2
+    }  # fmt: skip
