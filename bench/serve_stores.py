@@ -216,20 +216,22 @@ def table(figures: dict) -> str:
     """Markdown: one row per store and client count, and what did not run."""
     lines = [
         "| store | clients | answered /s | p50 | p99 | errors | /s vs embedded "
-        "| p50 vs embedded | p99 vs embedded |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| p50 vs embedded | p99 vs embedded | /s in each round |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     ratios = against_embedded(figures)
     for store, measured in figures["stores"].items():
         for clients, load in measured["closed"].items():
             against = ratios[store][clients]
+            each = measured.get("runs", {}).get(clients, [])
+            spread = ", ".join(f"{run['throughput']:.0f}" for run in each) or "-"
             lines.append(
                 f"| {store} | {clients} | {per_second(load['throughput'])} | {ms(load['p50'])} "
                 f"| {ms(load['p99'])} | {load['errors']} | {times(against['throughput'])} "
-                f"| {times(against['p50'])} | {times(against['p99'])} |"
+                f"| {times(against['p50'])} | {times(against['p99'])} | {spread} |"
             )
     for store, reason in figures.get("skipped", {}).items():
-        lines.append(f"| {store} | not run: {reason} | - | - | - | - | - | - | - |")
+        lines.append(f"| {store} | not run: {reason} | - | - | - | - | - | - | - | - |")
     return "\n".join(lines)
 
 

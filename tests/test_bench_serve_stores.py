@@ -58,7 +58,10 @@ def test_the_table_sets_each_store_against_the_embedded_one_of_the_same_run():
     figures = {
         "stores": {
             "embedded": {"closed": {8: closed(100.0, 0.080, 0.120), 32: closed(110.0, 0.3, 0.4)}},
-            "pgvector": {"closed": {8: closed(80.0, 0.100, 0.180), 32: closed(55.0, 0.6, 1.0)}},
+            "pgvector": {
+                "closed": {8: closed(80.0, 0.100, 0.180), 32: closed(55.0, 0.6, 1.0)},
+                "runs": {8: [closed(80.4, 0.1, 0.2), closed(70.0, 0.1, 0.2)]},
+            },
         },
         "skipped": {"chroma-server": "RuntimeError: no heartbeat"},
     }
@@ -66,7 +69,10 @@ def test_the_table_sets_each_store_against_the_embedded_one_of_the_same_run():
     assert ratios["embedded"][8] == {"throughput": 1.0, "p50": 1.0, "p99": 1.0}
     assert ratios["pgvector"][32]["throughput"] == pytest.approx(0.5)
     table = serve_stores.table(figures)
-    assert "| pgvector | 8 | 80.0 /s | 100 ms | 180 ms | 0 | 0.80x | 1.25x | 1.50x |" in table
+    assert (
+        "| pgvector | 8 | 80.0 /s | 100 ms | 180 ms | 0 | 0.80x | 1.25x | 1.50x | 80, 70 |" in table
+    )
+    assert "| embedded | 32 | 110.0 /s | 300 ms | 400 ms | 0 | 1.00x | 1.00x | 1.00x | - |" in table
     assert "| chroma-server | not run: RuntimeError: no heartbeat |" in table
     assert len({line.count("|") for line in table.splitlines()}) == 1
 
