@@ -50,7 +50,7 @@ def test_each_store_is_a_mode_the_catalogue_offers():
     assert CATALOGUE["stores"]["pgvector"]["modes"] == ["server"]
 
 
-def closed(throughput: float, p50: float, p99: float) -> dict:
+def closed(throughput: float, p50: float, p99: float | None) -> dict:
     return {"throughput": throughput, "p50": p50, "p99": p99, "errors": 0}
 
 
