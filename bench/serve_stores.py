@@ -274,7 +274,7 @@ def describe(args, started: str, load_start: float) -> str:
         f"{load_start:.1f} at the start and {os.getloadavg()[0]:.1f} at the end; the service on "
         f"CPU(s) {args.service_cpus}, the store server on CPU(s) {args.store_cpus}, the load "
         f"generator on CPU(s) {args.load_cpus}; {args.documents:,} documents; closed loops of "
-        f"{args.seconds:g} s on /query, {args.rounds} rounds of every store in turn, medians shown."
+        f"{args.seconds:g} s on /query; every store in turn, {args.rounds} time(s), medians shown."
     )
 
 
