@@ -14,7 +14,8 @@ every peer pinned to `--service-cpus` and this process (the load generator) to `
   the same texts, through OpenAI's embeddings shape;
 - cold start, memory, and whether the load generator's timings agree with the access log.
 Prints two Markdown tables and met/missed per target of issue 25, writes the latency-throughput
-plot, and ends with one line `BENCH {json}`.
+plot, and ends with one line `BENCH {json}`. The server stores against the embedded one, on
+/query under the same load: `uv run python -m bench.serve_stores` (bench/serve_stores.py).
 """
 
 from __future__ import annotations

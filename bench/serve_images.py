@@ -46,10 +46,12 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def render_default(folder: Path, index_url: str, channel_url: str) -> Path:
-    """The template's defaults from this worktree, locked by the hook against the local mirrors."""
+def render_default(
+    folder: Path, index_url: str, channel_url: str, changes: dict | None = None
+) -> Path:
+    """The template's defaults (with `changes`) from this worktree, locked against the mirrors."""
     answers = answers_for("default", **local_answers(index_url, conda_channel=channel_url))
-    answers["project_name"] = PROJECT_NAME
+    answers.update(changes or {}, project_name=PROJECT_NAME)
     log = folder.with_name("render.log")
     folder.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(), output_to(log):
@@ -63,18 +65,28 @@ def render_default(folder: Path, index_url: str, channel_url: str) -> Path:
 
 def build_image(work: Path) -> tuple[Path, str]:
     """The default project's image, built from its own Dockerfile; its folder and package."""
+    project = build_images(work, {IMAGE_TAG: {}})[IMAGE_TAG]
+    return project, next(path for path in (project / "src").iterdir() if path.is_dir()).name
+
+
+def build_images(work: Path, wanted: dict[str, dict]) -> dict[str, Path]:
+    """Per tag, the default project with those answers changed, built; each project's folder."""
     standins.ensure()
     mirror = Path(url2pathname(urlparse(build_mirror(work / "mirror")).path))
+    projects = {}
     with (
         IndexServer(IndexFiles.from_mirror(mirror)) as index,
         conda_channel.ChannelServer(conda_channel.build_channel()) as channel,
     ):
-        project = render_default(work / "bench-service", index.url, channel.url)
-        say(f"building {IMAGE_TAG} ...")
-        result = engine.build(project, IMAGE_TAG, build_args=standins.names().build_args)
-    if result.returncode:
-        sys.exit(f"building the default project failed:\n{result.log[-4000:]}")
-    return project, next(path for path in (project / "src").iterdir() if path.is_dir()).name
+        for number, (tag, changes) in enumerate(wanted.items()):
+            folder = work / f"project-{number}" / "bench-service"
+            project = render_default(folder, index.url, channel.url, changes)
+            say(f"building {tag} ...")
+            result = engine.build(project, tag, build_args=standins.names().build_args)
+            if result.returncode:
+                sys.exit(f"building {tag} failed:\n{result.log[-4000:]}")
+            projects[tag] = project
+    return projects
 
 
 def model_folder() -> Path:

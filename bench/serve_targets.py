@@ -124,12 +124,12 @@ def remover(container: str) -> Callable[[], None]:
 
 
 def start_container(name: str, cpus: frozenset[int], *args: str, **options) -> Target:
-    """A container of the baked image on the host's loopback, pinned to `cpus`."""
+    """A container of the baked image (or `image=`) on the host's loopback, pinned to `cpus`."""
     port = free_port()
     env = {key: value.format(port=port) for key, value in options.pop("env").items()}
     started = time.monotonic()
     container = engine.start(
-        MODEL_TAG,
+        options.pop("image", MODEL_TAG),
         *args,
         network="host",
         env=env,

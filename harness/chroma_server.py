@@ -29,8 +29,9 @@ def chroma_executable() -> str:
 class ChromaServer:
     """`chroma run` over `path` on a fixed loopback port, between `start()` and `stop()`."""
 
-    def __init__(self, path: Path, log: Path) -> None:
+    def __init__(self, path: Path, log: Path, cpus: frozenset[int] | None = None) -> None:
         self.path, self.log, self.port = path, log, free_port()
+        self.cpus = cpus  # where the server may run (a benchmark keeps it off the load's CPUs)
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -43,8 +44,14 @@ class ChromaServer:
         # The Python client's telemetry would try to leave loopback.
         env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
         with open(self.log, "ab") as log:
-            self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+            self._process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=self._pin
+            )
         self._wait_heartbeat(self._process, timeout)
+
+    def _pin(self) -> None:
+        if self.cpus is not None:
+            os.sched_setaffinity(0, self.cpus)
 
     def stop(self) -> None:
         if self._process is None:
@@ -77,8 +84,10 @@ class ChromaServer:
 
 
 @contextmanager
-def chroma_server(path: Path, log: Path) -> Iterator[ChromaServer]:
-    server = ChromaServer(path, log)
+def chroma_server(
+    path: Path, log: Path, cpus: frozenset[int] | None = None
+) -> Iterator[ChromaServer]:
+    server = ChromaServer(path, log, cpus)
     server.start()
     try:
         yield server
