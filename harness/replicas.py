@@ -76,18 +76,10 @@ class Replica:
         )
 
     def wait_exit(self) -> int:
-        waited = subprocess.run(
-            ["docker", "wait", self.container],
-            capture_output=True,
-            text=True,
-            timeout=GUARD_SECONDS,
-            check=True,
-        )
-        return int(waited.stdout.strip())
+        return docker.wait(self.container, GUARD_SECONDS)
 
     def output(self) -> str:
-        result = subprocess.run(["docker", "logs", self.container], capture_output=True, text=True)
-        return result.stdout + result.stderr
+        return docker.logs(self.container)
 
 
 def until(check: Callable[[], bool], what: str, timeout: float = GUARD_SECONDS) -> None:

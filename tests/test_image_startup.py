@@ -84,18 +84,10 @@ class Service:
         pytest.fail(f"the port never answered:\n{logs(self.container)}")
 
     def wait_exit(self) -> int:
-        waited = subprocess.run(
-            ["docker", "wait", self.container],
-            capture_output=True,
-            text=True,
-            timeout=GUARD_SECONDS,
-            check=True,
-        )
-        return int(waited.stdout.strip())
+        return docker.wait(self.container, GUARD_SECONDS)
 
     def output(self) -> str:
-        result = subprocess.run(["docker", "logs", self.container], capture_output=True, text=True)
-        return result.stdout + result.stderr
+        return docker.logs(self.container)
 
 
 def post_raw(port: int, path: str, data: bytes, content_type: str) -> tuple[int, dict]:
