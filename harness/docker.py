@@ -245,6 +245,11 @@ def image_config(tag: str, field: str, section: str = ".Config") -> str:
     ).stdout.strip()
 
 
+def image_size(tag: str) -> int:
+    """A local image's size in bytes, as `docker image inspect` reports it."""
+    return int(image_config(tag, "Size", ""))
+
+
 def remove_images(*tags: str) -> None:
     """Untag and delete, in the background: deleting gigabytes of layers takes a minute."""
     subprocess.Popen(
