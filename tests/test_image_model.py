@@ -8,7 +8,6 @@ give them a model. The bake recipe is the one in the generated README, built as 
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 from harness import docker
 from harness.built_images import Built, Images
 from harness.compat import tomllib
-from harness.model import MODEL_IN_IMAGE, model_folder, readme_block
+from harness.model import MODEL_IN_IMAGE, bake_context, bake_recipe, model_folder
 from harness.render import CATALOGUE
 from harness.service_client import Api, free_port
 
@@ -102,13 +101,10 @@ def test_a_mounted_model_finds_by_meaning_and_the_store_refuses_another_embedder
 @pytest.mark.image
 def test_the_readme_bake_recipe_answers_with_no_mount(built, images, volume, tmp_path):
     """The README's derived Dockerfile, built as written: the model is in the image."""
-    recipe = readme_block(built.project, "### The model in the image", "dockerfile")
-    first, *rest = recipe.splitlines()
+    recipe = bake_recipe(built.project)
     slug = tomllib.loads((built.project / "pyproject.toml").read_text())["project"]["name"]
-    assert first == f"FROM {slug}", recipe
-    baked = tmp_path / "baked"
-    shutil.copytree(model_folder(built.project), baked / "model")
-    (baked / "Dockerfile").write_text("\n".join([f"FROM {built.tag}", *rest]) + "\n")
+    assert recipe.splitlines()[0] == f"FROM {slug}", recipe
+    baked = bake_context(built.project, built.tag, tmp_path / "baked")
     tag = f"{built.tag}-baked"
     result = images.build(baked, tag)
     assert result.returncode == 0, result.log[-4000:]

@@ -8,17 +8,15 @@ container runs with `--network none`.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import uuid
-from pathlib import Path
 
 import pytest
 
 from harness import docker
 from harness.built_images import Images
 from harness.compat import tomllib
-from harness.model import model_folder
+from harness.model import bake_context, bake_recipe
 from harness.render import CATALOGUE
 
 DOCS = {
@@ -29,14 +27,6 @@ DOCS = {
 # No word in common with the text about cats: only the meaning can rank it first.
 QUESTION = "feline"
 DATA_DIR = f"{CATALOGUE['image']['home']}/{CATALOGUE['image']['data_folder']}"
-
-
-def bake_recipe(project: Path) -> str:
-    """The README's derived Dockerfile for the model in the image."""
-    readme = (project / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("\n### The model in the image\n") :]
-    start = section.index("```dockerfile\n") + len("```dockerfile\n")
-    return section[start : section.index("\n```", start)]
 
 
 @pytest.fixture
@@ -56,10 +46,7 @@ def test_the_baked_onnx_image_passes_the_guard_and_finds_by_meaning_offline(
     slug = tomllib.loads((built.project / "pyproject.toml").read_text())["project"]["name"]
     recipe = bake_recipe(built.project)
     assert "export-model" in recipe and recipe.count(f"FROM {slug}") == 2, recipe
-    baked = tmp_path / "baked"
-    shutil.copytree(model_folder(built.project), baked / "model")
-    dockerfile = recipe.replace(f"FROM {slug}", f"FROM {built.tag}")
-    (baked / "Dockerfile").write_text(dockerfile + "\n")
+    baked = bake_context(built.project, built.tag, tmp_path / "baked")
     tag = f"{built.tag}-baked"
     result = images.build(baked, tag)
     assert result.returncode == 0, result.log[-4000:]
@@ -88,14 +75,4 @@ def test_the_baked_onnx_image_passes_the_guard_and_finds_by_meaning_offline(
     query = docker.run(tag, *app, "query", QUESTION, "-k", "3", volumes=(data,))
     assert query.returncode == 0, query.stdout + query.stderr
     assert query.stdout.split()[1] == "cats.txt", query.stdout
-    print(backend, "image bytes", docker_size(built.tag), "baked", docker_size(tag))
-
-
-def docker_size(tag: str) -> int:
-    result = subprocess.run(
-        ["docker", "image", "inspect", "--format", "{{.Size}}", tag],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return int(result.stdout)
+    print(backend, "image bytes", docker.image_size(built.tag), "baked", docker.image_size(tag))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,10 +24,10 @@ import yaml
 from harness import docker
 from harness.built_images import Built, Images
 from harness.chroma_server import ChromaServer, chroma_server
-from harness.compose import Compose, require_compose
+from harness.compose import Compose, require_compose, write_override
 from harness.held_request import HeldRequest
 from harness.images import chroma_image, pgvector_image
-from harness.model import model_folder
+from harness.model import MODEL_IN_IMAGE, model_folder
 from harness.pg_server import DATABASE, USER, PgServer, pgvector_server
 from harness.render import CATALOGUE
 from harness.replica_load import Answer, ReplicaLoad, where
@@ -42,8 +41,7 @@ ANSWERS = {
 }
 CATS = {"id": "cats", "text": "Cats purr, nap in the sun and chase mice in the garden."}
 RIVERS = {"id": "rivers", "text": "Rain runs down from the mountains to the sea in rivers."}
-# Where a replica finds the model mounted, and the exit status of a start that failed.
-MODEL_IN_IMAGE = "/opt/model"
+# The exit status of a start that failed.
 START_FAILED = 1
 GUARD_SECONDS = 600  # hang guards, not timings
 # Answers a replica may give while its store is away or back: nothing else, no 500.
@@ -271,43 +269,22 @@ def on_loopback(url: str, port: int) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{port}"))
 
 
-def server_override(
-    built: Built, generated: dict, store_key: str, stand_in: dict, ports: tuple[int, int]
-) -> str:
-    """The test's only changes to the generated compose.yaml: the built image and the stand-in
-    store, both on the host's network on free ports, one replica (a second could not bind the
-    same host port), and the hashing embedder. `!reset` is Compose's tag for dropping a key."""
+def server_settings(
+    built: Built, generated: dict, store_key: str, stand_in: dict, store_port: int
+) -> tuple[str, dict, dict]:
+    """The generated file's project service and the test's changes to it and to the store: the
+    stand-in store on the host's network at `store_port`, and one replica (a second could not
+    bind the same host port)."""
     [app] = [name for name in generated["services"] if name != "store"]
     prefix = f"{built.package.upper()}_"
-    api_port, store_port = ports
     store_url = generated["services"][app]["environment"][f"{prefix}STORE_URL"]
     health = [
         part.replace(f"/{CATALOGUE['stores'][store_key]['server']['port']}", f"/{store_port}")
         for part in generated["services"]["store"]["healthcheck"]["test"]
     ]
-    environment = {
-        f"{prefix}HOST": "127.0.0.1",
-        f"{prefix}PORT": str(api_port),
-        f"{prefix}EMBEDDER": "hashing",
-        f"{prefix}STORE_URL": on_loopback(store_url, store_port),
-    }
+    settings = {"STORE_URL": on_loopback(store_url, store_port)}
     store = {**stand_in, "healthcheck": {"test": health}}
-    lines = [
-        "services:",
-        f"  {app}:",
-        f"    image: {json.dumps(built.tag)}",
-        "    build: !reset null",
-        "    pull_policy: never",
-        "    network_mode: host",
-        "    ports: !reset []",
-        "    deploy: {replicas: 1}",
-        f"    environment: {json.dumps(environment)}",
-        "  store:",
-        "    pull_policy: never",
-        "    network_mode: host",
-        *(f"    {key}: {json.dumps(value)}" for key, value in store.items()),
-    ]
-    return "\n".join(lines) + "\n"
+    return app, settings, store
 
 
 @pytest.mark.slow
@@ -323,35 +300,34 @@ def test_the_server_compose_file_starts_healthy_and_serves(
         # What the generated README asks a user to do first; the store's user reads it.
         (project / secret).write_text(secrets.token_urlsafe(24) + "\n", encoding="utf-8")
         (project / secret).chmod(0o644)
-    ports = (free_port(), free_port())
-    override_file = tmp_path / "compose.test.yaml"
-    stand_in = store_stand_in(store_key, ports[1])
+    port, store_port = free_port(), free_port()
+    stand_in = store_stand_in(store_key, store_port)
     stand_in_audit.add(stand_in["image"])
-    override = server_override(built, generated, store_key, stand_in, ports)
-    override_file.write_text(override, encoding="utf-8")
+    app, settings, store = server_settings(built, generated, store_key, stand_in, store_port)
+    override_file = write_override(
+        tmp_path,
+        built,
+        app,
+        port,
+        settings=settings,
+        keys={"deploy": {"replicas": 1}},
+        others={"store": store},
+    )
     compose = Compose(project, override_file)
     config = yaml.safe_load(compose.must("config"))["services"]
     assert {name: service["network_mode"] for name, service in config.items()} == {
         name: "host" for name in generated["services"]
     }, config
     try:
-        # --wait: every service running, and healthy where it has a health check.
-        compose.must("up", "--detach", "--wait", "--wait-timeout", "300", timeout=360)
-        for service in generated["services"]:
-            assert compose.health(service) == "healthy", (service, compose.logs())
-        [app] = [name for name in generated["services"] if name != "store"]
-        api = Api(ports[0], f"{compose.name}-{app}-1")
+        # Every service running, and healthy: each has a health check.
+        compose.up(*generated["services"], wait_seconds=300)
+        api = Api(port, f"{compose.name}-{app}-1")
         assert api.call("POST", "/documents", {"documents": [CATS, RIVERS]}) == (
             200,
             {"added": 2, "count": 2},
         ), compose.logs()
         assert api.nearest("which animal chases mice?") == ["cats", "rivers"], compose.logs()
     finally:
-        compose("down", "--volumes", "--timeout", "30", timeout=180)
-    left = subprocess.run(
-        ["docker", "volume", "ls", "--quiet", "--filter", f"name={compose.name}_"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+        compose.down()
+    left = compose.volumes()
     assert left == [], f"`down --volumes` left {left}"

@@ -142,12 +142,6 @@ def ask(served: Served, method: str, path: str, key: str | None) -> tuple[int, s
         return error.code, error.headers.get("WWW-Authenticate")
 
 
-def whole_log(container: str) -> str:
-    """Everything the container wrote, stdout and stderr (`logs` keeps only the end)."""
-    result = subprocess.run(["docker", "logs", container], capture_output=True, text=True)
-    return result.stdout + result.stderr
-
-
 def endpoints(served: Served) -> list[tuple[str, str]]:
     """Every operation the served document lists, its path parameters filled in, and the docs."""
     request = urllib.request.Request(f"{served.base}/openapi.json", headers=served.headers)
@@ -175,7 +169,7 @@ def test_every_endpoint_but_health_and_metrics_needs_one_of_the_keys(served):
         for key in KEYS:
             status, challenge = ask(served, method, path, key)
             assert status != 401 and challenge is None, (method, path, status)
-    lines = whole_log(served.container).splitlines()
+    lines = docker.logs(served.container).splitlines()
     events = [json.loads(line) for line in lines if line[:1] == "{"]
     assert {"event": "keys", "keys": 2} in events
     assert {"method": "POST", "path": "/query", "status": 401} in [
@@ -189,5 +183,5 @@ def test_no_key_reaches_the_container_log(served):
     status, _ = ask(served, "POST", "/query", KEYS[1])
     assert status == 415  # past the key check: no body sent
     ask(served, "GET", f"/readyz?key={KEYS[0]}", KEYS[0])
-    text = whole_log(served.container)
+    text = docker.logs(served.container)
     assert '"status": 401' in text and not [key for key in KEYS if key in text]

@@ -22,7 +22,8 @@ import pytest
 
 from harness import docker
 from harness.built_images import Built, Images
-from harness.service_client import LOCKED_DOWN, Api, free_port, logs
+from harness.replicas import Served
+from harness.service_client import LOCKED_DOWN, free_port, logs
 
 # The exit status the generated README documents for a model that cannot load.
 MODEL_UNAVAILABLE = 69
@@ -46,28 +47,14 @@ def hung_hub() -> Iterator[str]:
         yield f"http://127.0.0.1:{listener.getsockname()[1]}"
 
 
-class Service:
-    """One container of the image on a free loopback port, removed on the way out."""
+class Service(Served):
+    """One container of the image on a free loopback port: `PREFIX_` in a variable's name stands
+    for the project's prefix."""
 
     def __init__(self, built: Built, options: tuple[str, ...] = LOCKED_DOWN, **env: str) -> None:
-        self.port = free_port()
-        self.options = options
-        prefix = built.package.upper()
-        env = {f"{prefix}_HOST": "127.0.0.1", f"{prefix}_PORT": str(self.port), **env}
-        self.env = {key.replace("PREFIX_", f"{prefix}_"): value for key, value in env.items()}
-        self.tag = built.tag
-        self.container = ""
-
-    def __enter__(self) -> Service:
-        self.container = docker.start(self.tag, network="host", env=self.env, options=self.options)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        subprocess.run(["docker", "rm", "--force", self.container], capture_output=True)
-
-    @property
-    def api(self) -> Api:
-        return Api(self.port, self.container)
+        prefix = f"{built.package.upper()}_"
+        named = {key.replace("PREFIX_", prefix): value for key, value in env.items()}
+        super().__init__(built, env=named, options=options)
 
     def first_answer(self) -> tuple[int, int]:
         """Poll from the container's start: /livez's status as soon as the port answers, and
@@ -82,20 +69,6 @@ class Service:
                 assert state == "running", f"the container is {state}:\n{logs(self.container)}"
                 time.sleep(0.2)
         pytest.fail(f"the port never answered:\n{logs(self.container)}")
-
-    def wait_exit(self) -> int:
-        waited = subprocess.run(
-            ["docker", "wait", self.container],
-            capture_output=True,
-            text=True,
-            timeout=GUARD_SECONDS,
-            check=True,
-        )
-        return int(waited.stdout.strip())
-
-    def output(self) -> str:
-        result = subprocess.run(["docker", "logs", self.container], capture_output=True, text=True)
-        return result.stdout + result.stderr
 
 
 def post_raw(port: int, path: str, data: bytes, content_type: str) -> tuple[int, dict]:

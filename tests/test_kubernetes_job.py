@@ -90,14 +90,7 @@ class Shard:
         return self
 
     def wait(self) -> int:
-        waited = subprocess.run(
-            ["docker", "wait", self.id],
-            capture_output=True,
-            text=True,
-            timeout=GUARD_SECONDS,
-            check=True,
-        )
-        return int(waited.stdout.strip())
+        return docker.wait(self.id, GUARD_SECONDS)
 
     def remove(self) -> None:
         subprocess.run(["docker", "rm", "--force", self.id], capture_output=True, check=False)

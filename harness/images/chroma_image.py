@@ -2,24 +2,22 @@
 
 No registry is reachable, so this is not chromadb/chroma: it is the chromadb wheel at the test
 environment's version (its `chroma run` is the same Rust server the upstream image runs) with its
-dependencies, installed by the host's uv for the bookworm root filesystem's Python 3.11, under
-NAMESPACE and labelled a stand-in. Like the upstream image its entrypoint is `chroma`, it listens
-on 8000 and keeps its data in /data (chroma/). Rebuilt only when its inputs change; a file lock
-serialises builds. `python -m harness.images.chroma_image` builds it alone.
+dependencies, installed by the host's uv for the bookworm root filesystem's Python 3.11, built by
+from_rootfs.py. Like the upstream image its entrypoint is `chroma`, it listens on 8000 and keeps
+its data in /data (chroma/). `python -m harness.images.chroma_image` builds it alone.
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
-import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from harness.docker import build, image_label
-from harness.images.base_images import build_lock, digest, engine_machine, ensure_rootfs
-from harness.images.naming import DESCRIPTION_LABEL, INPUTS_LABEL, NAMESPACE
-from harness.images.rootfs import BOOKWORM, CACHE, rootfs_key
+from harness.images import from_rootfs
+from harness.images.base_images import engine_machine
+from harness.images.naming import NAMESPACE
+from harness.images.rootfs import BOOKWORM, CACHE
 
 VERSION = metadata.version("chromadb")
 UPSTREAM = f"chromadb/chroma:{VERSION}"
@@ -28,6 +26,10 @@ CONTEXT = Path(__file__).resolve().parent / "chroma"
 # Bookworm's python3 and glibc: the wheels uv picks must run on them.
 PYTHON = "3.11"
 GLIBC = "2_36"
+DESCRIPTION = (
+    f"Stand-in for {UPSTREAM} built by ml-container-template's tests from the chromadb"
+    f" {VERSION} wheel on Debian bookworm: not the real image, never one to ship"
+)
 
 
 def site_packages(machine: str) -> Path:
@@ -55,36 +57,19 @@ def site_packages(machine: str) -> Path:
 
 def ensure() -> str:
     """The image, built when missing or stale; returns its tag."""
-    files = sorted(path for path in CONTEXT.iterdir() if path.is_file())
     machine = engine_machine()
-    inputs = digest(
-        rootfs_key(recipe=BOOKWORM),
-        VERSION,
-        machine,
-        *(f"{p.name}:{p.stat().st_mode & 0o111}" for p in files),
-        *(p.read_bytes() for p in files),
+
+    def add_site(context: Path) -> None:
+        shutil.copytree(site_packages(machine), context / "site", copy_function=hard_link)
+
+    return from_rootfs.ensure(
+        TAG,
+        CONTEXT,
+        BOOKWORM,
+        inputs=(VERSION, machine),
+        describe=lambda rootfs: DESCRIPTION,
+        add=add_site,
     )
-    with build_lock("chroma"):
-        if image_label(TAG, INPUTS_LABEL) == inputs:
-            return TAG
-        rootfs = ensure_rootfs(recipe=BOOKWORM)
-        description = (
-            f"Stand-in for {UPSTREAM} built by ml-container-template's tests from the chromadb"
-            f" {VERSION} wheel on Debian bookworm: not the real image, never one to ship"
-        )
-        with tempfile.TemporaryDirectory(dir=CACHE, prefix="chroma-context-") as work:
-            context = Path(work) / "context"
-            shutil.copytree(CONTEXT, context)
-            shutil.copytree(site_packages(machine), context / "site", copy_function=hard_link)
-            result = build(
-                context,
-                TAG,
-                build_args={"ROOTFS": rootfs},
-                labels={INPUTS_LABEL: inputs, DESCRIPTION_LABEL: description},
-                network="none",
-            )
-        assert result.returncode == 0, result.log
-    return TAG
 
 
 def hard_link(source: str, target: str) -> None:

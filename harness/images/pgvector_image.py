@@ -1,23 +1,19 @@
 """The PostgreSQL server with pgvector that store tests run, built here from Debian trixie.
 
 No registry is reachable, so this is not pgvector/pgvector: it is Debian trixie's
-postgresql-17 and postgresql-17-pgvector on a debootstrapped root filesystem (rootfs.py),
-imported, with the official image's POSTGRES_* contract and uid (postgres/), under NAMESPACE
-and labelled a stand-in. Rebuilt only when its inputs change; a file lock serialises builds.
+postgresql-17 and postgresql-17-pgvector on a debootstrapped root filesystem (rootfs.py) with
+the official image's POSTGRES_* contract and uid (postgres/), built by from_rootfs.py.
 `python -m harness.images.pgvector_image` builds it alone.
 """
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
-from harness.docker import build, image_label
-from harness.images.base_images import build_lock, digest, ensure_rootfs
-from harness.images.naming import DESCRIPTION_LABEL, INPUTS_LABEL, NAMESPACE
-from harness.images.rootfs import Recipe, rootfs_key
+from harness.images import from_rootfs
+from harness.images.naming import NAMESPACE
+from harness.images.rootfs import Recipe
 
 MAJOR = "17"
 UPSTREAM = f"pgvector/pgvector:pg{MAJOR}"
@@ -53,33 +49,17 @@ def package_versions(rootfs: str) -> str:
 
 def ensure() -> str:
     """The image, built when missing or stale; returns its tag."""
-    files = sorted(path for path in CONTEXT.iterdir() if path.is_file())
-    inputs = digest(
-        rootfs_key(recipe=RECIPE),
-        MAJOR,
-        *(f"{p.name}:{p.stat().st_mode & 0o111}" for p in files),
-        *(p.read_bytes() for p in files),
-    )
-    with build_lock("pgvector"):
-        if image_label(TAG, INPUTS_LABEL) == inputs:
-            return TAG
-        rootfs = ensure_rootfs(recipe=RECIPE)
-        description = (
+    return from_rootfs.ensure(
+        TAG,
+        CONTEXT,
+        RECIPE,
+        inputs=(MAJOR,),
+        describe=lambda rootfs: (
             f"Stand-in for {UPSTREAM} built by ml-container-template's tests from Debian trixie"
             f" ({package_versions(rootfs)}): not the real image, never one to ship"
-        )
-        with tempfile.TemporaryDirectory() as work:
-            context = Path(work) / "context"
-            shutil.copytree(CONTEXT, context)
-            result = build(
-                context,
-                TAG,
-                build_args={"ROOTFS": rootfs, "MAJOR": MAJOR},
-                labels={INPUTS_LABEL: inputs, DESCRIPTION_LABEL: description},
-                network="none",
-            )
-        assert result.returncode == 0, result.log
-    return TAG
+        ),
+        build_args={"MAJOR": MAJOR},
+    )
 
 
 if __name__ == "__main__":
