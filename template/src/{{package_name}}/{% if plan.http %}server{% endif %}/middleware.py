@@ -7,6 +7,7 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..runtime import log_line
@@ -38,6 +39,19 @@ def refused_body(path: str, detail: str) -> dict[str, object]:
         error = {"message": detail, "type": "invalid_request_error", "param": None, "code": None}
         return {"error": error}
     return {"detail": detail}
+
+
+def route_label(scope: Scope) -> str:
+    """The route's template, such as /documents/{doc_id}, which keeps the label set small.
+
+    A request refused before routing (no key, a body over the limit) is matched here, so that
+    refusals count under the route they were aimed at.
+    """
+    route = scope.get("route")
+    if route is None:
+        routes = scope["app"].router.routes
+        route = next((r for r in routes if r.matches(scope)[0] is not Match.NONE), None)
+    return getattr(route, "path", "unmatched")
 
 
 class Observe:
@@ -73,10 +87,8 @@ class Observe:
                 await self.app(scope, receive, send_noting_status)
         finally:
             seconds = time.perf_counter() - start
-            # The route's template, such as /documents/{doc_id}, keeps the label set small.
-            route = getattr(scope.get("route"), "path", "unmatched")
             metrics: Metrics = scope["app"].state.metrics
-            labels = (scope["method"], route, str(status))
+            labels = (scope["method"], route_label(scope), str(status))
             metrics.requests.labels(*labels).inc()
             metrics.latency.labels(*labels).observe(seconds)
             log_line(
