@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
-from starlette.routing import Match
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..runtime import log_line
@@ -31,6 +33,11 @@ class Metrics:
         self.documents = Gauge(
             "documents_stored", "Documents in the vector store", registry=self.registry
         )
+        self.route_paths: list[tuple[re.Pattern[str], str]] = []
+
+    def know_routes(self, paths: Iterable[str]) -> None:
+        """The API's path templates, to label a request refused before it reached the router."""
+        self.route_paths = [(compile_path(path)[0], path) for path in paths]
 
 
 def refused_body(path: str, detail: str) -> dict[str, object]:
@@ -41,17 +48,18 @@ def refused_body(path: str, detail: str) -> dict[str, object]:
     return {"detail": detail}
 
 
-def route_label(scope: Scope) -> str:
+def route_label(scope: Scope, metrics: Metrics) -> str:
     """The route's template, such as /documents/{doc_id}, which keeps the label set small.
 
-    A request refused before routing (no key, a body over the limit) is matched here, so that
-    refusals count under the route they were aimed at.
+    A request refused before routing (no key, a body over the limit) is matched against the
+    API's templates, so that refusals count under the route they were aimed at.
     """
     route = scope.get("route")
-    if route is None:
-        routes = scope["app"].router.routes
-        route = next((r for r in routes if r.matches(scope)[0] is not Match.NONE), None)
-    return getattr(route, "path", "unmatched")
+    if route is not None:
+        return str(getattr(route, "path", "unmatched"))
+    path = scope["path"]
+    aimed_at = (template for pattern, template in metrics.route_paths if pattern.match(path))
+    return next(aimed_at, "unmatched")
 
 
 class Observe:
@@ -88,7 +96,7 @@ class Observe:
         finally:
             seconds = time.perf_counter() - start
             metrics: Metrics = scope["app"].state.metrics
-            labels = (scope["method"], route_label(scope), str(status))
+            labels = (scope["method"], route_label(scope, metrics), str(status))
             metrics.requests.labels(*labels).inc()
             metrics.latency.labels(*labels).observe(seconds)
             log_line(
