@@ -26,6 +26,22 @@ def rate(count: int, work) -> float:
     return count / (time.perf_counter() - started)
 
 
+def measure_store(store, store_module, embedder, texts, vectors, queries, size: int) -> float:
+    """Store the documents (untimed), then time batched embed-and-search: queries per second."""
+    documents = [
+        store_module.Document(f"doc-{number:05d}", text) for number, text in enumerate(texts)
+    ]
+    for chunk, chunk_vectors in zip(batches(documents, size), batches(vectors, size), strict=True):
+        store.add(chunk, chunk_vectors)
+    store.query_many(embedder.embed(queries[:size]), 5)  # the store's first search, warm
+
+    def search_all() -> None:
+        for batch in batches(queries, size):
+            store.query_many(embedder.embed(batch), 5)
+
+    return rate(len(queries), search_all)
+
+
 def main() -> None:
     package, payload = sys.argv[1], json.load(sys.stdin)
     search = importlib.import_module(f"{package}.search")
@@ -33,8 +49,10 @@ def main() -> None:
     settings = importlib.import_module(f"{package}.settings").Settings.from_env()
     store_module = importlib.import_module(f"{package}.store")
     cpus = service.cpu_quota()
-    # All the CPUs it has: no event loop or store shares them here.
-    service.use_cpus(cpus)
+    # All the CPUs it has: no event loop or store shares them here (a project without torch has
+    # no threads to size).
+    if hasattr(service, "use_cpus"):
+        service.use_cpus(cpus)
     embedder = search.make_embedder(settings)
     texts, queries, size = payload["documents"], payload["queries"], payload["batch"]
     embedder.embed(texts[:size])  # loads the model and warms its first call
@@ -45,21 +63,12 @@ def main() -> None:
             vectors.extend(embedder.embed(batch))
 
     texts_rate = rate(len(texts), embed_all)
-    with tempfile.TemporaryDirectory() as data, search.open_store(Path(data), embedder) as store:
-        documents = [
-            store_module.Document(f"doc-{number:05d}", text) for number, text in enumerate(texts)
-        ]
-        for chunk, chunk_vectors in zip(
-            batches(documents, size), batches(vectors, size), strict=True
-        ):
-            store.add(chunk, chunk_vectors)
-        store.query_many(embedder.embed(queries[:size]), 5)  # the store's first search, warm
-
-        def search_all() -> None:
-            for batch in batches(queries, size):
-                store.query_many(embedder.embed(batch), 5)
-
-        queries_rate = rate(len(queries), search_all)
+    with tempfile.TemporaryDirectory() as data:
+        scratch = settings.model_copy(update={"data_dir": Path(data)})
+        with search.open_store(scratch, embedder) as store:
+            queries_rate = measure_store(
+                store, store_module, embedder, texts, vectors, queries, size
+            )
     print(json.dumps({"texts_rate": texts_rate, "queries_rate": queries_rate, "cpus": cpus}))
 
 

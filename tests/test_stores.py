@@ -8,6 +8,7 @@ with the model its dev group installs from a wheel: no model is ever downloaded.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from harness.projects import (
     run,
     synced_project,
 )
-from harness.render import CATALOGUE, answers_for, local_answers, render
+from harness.render import CATALOGUE, ROOT, answers_for, local_answers, render
 from harness.template_plan import plan
 
 # Each embedded store's generated module, as the plan derives it from the store's key.
@@ -132,6 +133,24 @@ def test_store_module_is_the_chosen_backend_only(store_project):
 def test_generated_tests_pass_against_the_real_store(store_project):
     _, project = store_project
     assert_generated_tests_pass(project)
+
+
+@pytest.mark.slow
+def test_the_serving_benchmarks_limit_runs_against_the_store(store_project):
+    """bench/serve_limit.py calls the generated search API in-process: it follows that API."""
+    _, project = store_project
+    package = package_of(project)
+    payload = {"documents": list(DOCS.values()) * 4, "queries": ["cats", "rivers"], "batch": 4}
+    script = str(ROOT / "bench" / "serve_limit.py")
+    result = run(
+        project,
+        *("uv", "run", "--locked", "python", script, package),
+        env={f"{package.upper()}_EMBEDDER": "hashing"},
+        input=json.dumps(payload),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads(result.stdout.splitlines()[-1])
+    assert figures["texts_rate"] > 0 and figures["queries_rate"] > 0
 
 
 @pytest.mark.slow
