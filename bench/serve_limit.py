@@ -26,22 +26,6 @@ def rate(count: int, work) -> float:
     return count / (time.perf_counter() - started)
 
 
-def measure_store(store, store_module, embedder, texts, vectors, queries, size: int) -> float:
-    """Store the documents (untimed), then time batched embed-and-search: queries per second."""
-    documents = [
-        store_module.Document(f"doc-{number:05d}", text) for number, text in enumerate(texts)
-    ]
-    for chunk, chunk_vectors in zip(batches(documents, size), batches(vectors, size), strict=True):
-        store.add(chunk, chunk_vectors)
-    store.query_many(embedder.embed(queries[:size]), 5)  # the store's first search, warm
-
-    def search_all() -> None:
-        for batch in batches(queries, size):
-            store.query_many(embedder.embed(batch), 5)
-
-    return rate(len(queries), search_all)
-
-
 def main() -> None:
     package, payload = sys.argv[1], json.load(sys.stdin)
     search = importlib.import_module(f"{package}.search")
@@ -63,12 +47,25 @@ def main() -> None:
             vectors.extend(embedder.embed(batch))
 
     texts_rate = rate(len(texts), embed_all)
-    with tempfile.TemporaryDirectory() as data:
-        scratch = settings.model_copy(update={"data_dir": Path(data)})
-        with search.open_store(scratch, embedder) as store:
-            queries_rate = measure_store(
-                store, store_module, embedder, texts, vectors, queries, size
-            )
+    # The store opens from settings, as the service opens it, in a scratch folder.
+    with (
+        tempfile.TemporaryDirectory() as data,
+        search.open_store(settings.model_copy(update={"data_dir": Path(data)}), embedder) as store,
+    ):
+        documents = [
+            store_module.Document(f"doc-{number:05d}", text) for number, text in enumerate(texts)
+        ]
+        for chunk, chunk_vectors in zip(
+            batches(documents, size), batches(vectors, size), strict=True
+        ):
+            store.add(chunk, chunk_vectors)
+        store.query_many(embedder.embed(queries[:size]), 5)  # the store's first search, warm
+
+        def search_all() -> None:
+            for batch in batches(queries, size):
+                store.query_many(embedder.embed(batch), 5)
+
+        queries_rate = rate(len(queries), search_all)
     print(json.dumps({"texts_rate": texts_rate, "queries_rate": queries_rate, "cpus": cpus}))
 
 
